@@ -1,0 +1,1 @@
+"""Config schemas, registration and validation."""

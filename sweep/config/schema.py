@@ -1,0 +1,176 @@
+"""Typed schemas for every config group: the one place where defaults live.
+
+YAML files under ``conf/`` pick a schema (``defaults: [<group>/_schema_<name>]``) and
+override only what differs; Hydra validates types against these dataclasses, and
+:func:`sweep.config.validate.validate_train_config` checks value ranges before any job runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+METHOD_NAMES = ("simclr", "barlow_twins", "vicreg", "simsiam", "mocov2", "byol")
+BACKBONE_NAMES = ("mlp", "small_cnn", "resnet18", "resnet50")
+DATA_NAMES = ("digits", "cifar10", "cifar100", "stl10", "image_folder")  # helpers may add offline sets
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "lars")
+
+
+# ----------------------------------------------------------------------------- method
+@dataclass
+class ProjectorConfig:
+    hidden_dims: list[int] = field(default_factory=lambda: [256])
+    out_dim: int = 128
+    batchnorm: bool = True
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+
+
+@dataclass
+class SimCLRConfig(MethodConfig):
+    name: str = "simclr"
+    temperature: float = 0.2
+
+
+@dataclass
+class BarlowTwinsConfig(MethodConfig):
+    name: str = "barlow_twins"
+    lambd: float = 0.005
+    scale_loss: float = 1.0
+
+
+@dataclass
+class VICRegConfig(MethodConfig):
+    name: str = "vicreg"
+    sim_weight: float = 25.0
+    var_weight: float = 25.0
+    cov_weight: float = 1.0
+
+
+@dataclass
+class SimSiamConfig(MethodConfig):
+    name: str = "simsiam"
+    predictor_hidden_dim: int = 64
+
+
+@dataclass
+class MoCoV2Config(MethodConfig):
+    name: str = "mocov2"
+    temperature: float = 0.2
+    queue_size: int = 1024
+    momentum: float = 0.99
+
+
+@dataclass
+class BYOLConfig(MethodConfig):
+    name: str = "byol"
+    predictor_hidden_dim: int = 256
+    momentum: float = 0.99  # base EMA rate, annealed to 1 with a cosine schedule
+
+
+METHOD_SCHEMAS: dict[str, type[MethodConfig]] = {
+    "simclr": SimCLRConfig,
+    "barlow_twins": BarlowTwinsConfig,
+    "vicreg": VICRegConfig,
+    "simsiam": SimSiamConfig,
+    "mocov2": MoCoV2Config,
+    "byol": BYOLConfig,
+}
+
+
+# ----------------------------------------------------------------------------- backbone
+@dataclass
+class BackboneConfig:
+    name: str = "small_cnn"
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 256])  # mlp only
+    width: int = 32  # small_cnn base channels
+    cifar_stem: bool = True  # resnets: 3x3 conv stride 1, no max-pool
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    root: Optional[str] = None  # local path for cifar10/cifar100/stl10/image_folder
+    image_size: Optional[int] = None  # resize to this side; None keeps the native size
+    val_fraction: float = 0.2  # labelled readout: share of the train split held out to pick the probe's L2
+    monitor_size: int = 512  # held-out unlabelled samples for label-free metrics during training
+    max_train_samples: Optional[int] = None  # subsample for quick runs
+    max_test_samples: Optional[int] = None
+    split_seed: int = 0
+
+
+# ----------------------------------------------------------------------------- augmentations
+@dataclass
+class AugmentConfig:
+    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    crop_ratio: list[float] = field(default_factory=lambda: [0.75, 4.0 / 3.0])
+    flip_prob: float = 0.5
+    jitter_prob: float = 0.8
+    jitter_strength: float = 0.5  # brightness/contrast/saturation 0.8*s, hue 0.2*s (SimCLR convention)
+    grayscale_prob: float = 0.2
+    blur_prob: float = 0.0
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])
+    solarize_prob: float = 0.0
+    noise_std: float = 0.0
+
+
+# ----------------------------------------------------------------------------- optimisation
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd / lars
+    warmup_epochs: int = 0
+    scheduler: str = "cosine"  # cosine | constant
+    grad_clip: Optional[float] = None
+
+
+# ----------------------------------------------------------------------------- metrics
+@dataclass
+class MetricsConfig:
+    every_n_epochs: int = 1  # monitoring interval; 0 = only at the end
+    alpha_window: list[int] = field(default_factory=lambda: [4, 100])  # 1-based inclusive ranks for the alpha fit
+    kmeans_clusters: int = 10
+    kmeans_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    lidar_views: int = 0  # q augmented views per sample for LiDAR; 0 disables it
+    lidar_samples: int = 256
+    collapse_rankme: float = 1.5  # RankMe below this ends the run as collapsed
+    extract_batch_size: int = 512
+
+
+# ----------------------------------------------------------------------------- readout
+@dataclass
+class ReadoutConfig:
+    l2_grid: list[float] = field(default_factory=lambda: [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
+    max_iter: int = 200
+    knn_k: int = 20
+    features: str = "backbone"  # backbone | projector
+    device: str = "auto"
+
+
+# ----------------------------------------------------------------------------- top level
+@dataclass
+class TrainConfig:
+    method: Any = MISSING
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    readout: ReadoutConfig = field(default_factory=ReadoutConfig)
+    epochs: int = 10
+    batch_size: int = 256
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_threads: Optional[int] = None  # torch intra-op threads; None leaves torch's default
+    run_dir: str = "."  # conf/train.yaml sets it to Hydra's job output dir
+    checkpoint_every: int = 1  # epochs
+    resume: bool = True
+    save_features: bool = True
