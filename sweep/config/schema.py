@@ -153,6 +153,24 @@ class ReadoutConfig:
     knn_k: int = 20
     features: str = "backbone"  # backbone | projector
     device: str = "auto"
+    tol: float = 1e-6  # linear probe: L-BFGS stops when max|gradient| <= tol (or after max_iter iterations)
+    knn_temperature: Optional[float] = None  # None: majority vote; T > 0: exp(cos/T) weighted vote (DINO: 0.07)
+    knn_chunk_size: int = 1024  # test rows per similarity block: memory is chunk x N_train
+    risk_l2: float = 1e-4  # L2 of every probe in the Dubois et al. risk decomposition
+    risk_loss: str = "error"  # error (0-1) | log_loss
+
+
+# ----------------------------------------------------------------------------- selection (label-free)
+@dataclass
+class SelectionConfig:
+    batch_size: int = 10  # adaptive alpha window: configs visited per batch before the window is updated
+    top_k: int = 5  # adaptive alpha window: the window spans the alphas of the top-k read-out configs
+    alpha_band: list[float] = field(default_factory=lambda: [0.8, 1.2])  # fixed band policy, inclusive
+    n_orders: int = 200  # random visiting orders for the within-tolerance probability in the report
+    tolerance: float = 0.01  # "within 1 point": accuracies are fractions in [0, 1]
+    seed: int = 0  # seeds the visiting orders
+    selection_column: str = "val_accuracy"  # readout column the policies maximise (never the test split)
+    report_column: str = "test_accuracy"  # readout column reported for the chosen config
 
 
 # ----------------------------------------------------------------------------- top level

@@ -1,0 +1,159 @@
+"""Readout jobs: a linear probe (and kNN) on one trial's saved features, stored as our own record.
+
+Optuna refuses to update finished trials, so results live in ``<sweep_dir>/readouts/trial_<n>.json``.
+A job never raises for a bad trial (submitit's DebugExecutor would drop into pdb): it writes and returns
+a record with ``status: failed`` and the error, and a later run retries it. Completed records are reused.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+READOUTS_DIRNAME = "readouts"
+DEFAULT_PROBE = "sweep.readout:linear_probe"
+DEFAULT_KNN = "sweep.readout:knn_probe"
+SPLITS = ("train", "val", "test")
+FEATURE_KINDS = ("backbone", "projector")
+
+
+class ReadoutError(ValueError):
+    """A trial's record or features cannot be read out; the message names the file or field."""
+
+
+@dataclass
+class ReadoutRecord:
+    trial: int
+    status: str  # completed | failed
+    val_accuracy: float = float("nan")
+    test_accuracy: float = float("nan")
+    knn_accuracy: float = float("nan")
+    train_accuracy: float = float("nan")
+    best_l2: float = float("nan")
+    features: str = "backbone"
+    error: Optional[str] = None
+    elapsed_s: float = 0.0
+
+
+def readout_path(sweep_dir: str | Path, trial: int) -> Path:
+    return Path(sweep_dir) / READOUTS_DIRNAME / f"trial_{int(trial)}.json"
+
+
+def resolve_callable(spec: str) -> Callable[..., Any]:
+    """'package.module:function' -> the function; a string travels to any executor backend."""
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise ReadoutError(f"callable spec must look like 'package.module:function', got {spec!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def feature_files(record: dict[str, Any], kind: str, base: Path) -> dict[str, tuple[Path, Path]]:
+    """(features, labels) paths per split from ``record['features']``; relative paths are under ``base``."""
+    if kind not in FEATURE_KINDS:
+        raise ReadoutError(f"readout.features must be one of {FEATURE_KINDS}, got {kind!r}")
+    features = record.get("features") or {}
+    files = {}
+    for split in SPLITS:
+        entry = features.get(split) or {}
+        if kind not in entry or "labels" not in entry:
+            raise ReadoutError(f"record['features']['{split}'] lacks '{kind}' or 'labels'")
+        files[split] = (base / entry[kind], base / entry["labels"])
+    return files
+
+
+def _load_split(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
+    for path in paths:
+        if not path.is_file():
+            raise ReadoutError(f"feature file not found: {path}")
+    return np.load(paths[0]), np.load(paths[1])
+
+
+def _write_atomic(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
+    os.replace(tmp, path)
+
+
+def load_readout(path: str | Path) -> Optional[dict[str, Any]]:
+    """The stored record, or None when absent or unreadable (a half-written file counts as absent)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _probe_record(
+    trial: int, record_path: Path, cfg: dict[str, Any], probe: str, knn: Optional[str]
+) -> ReadoutRecord:
+    record = json.loads(record_path.read_text())
+    kind = str(cfg.get("features", "backbone"))
+    base = Path(record.get("run_dir") or record_path.parent)
+    data = {split: _load_split(paths) for split, paths in feature_files(record, kind, base).items()}
+    (tx, ty), (vx, vy), (sx, sy) = data["train"], data["val"], data["test"]
+    kwargs = {k: cfg[k] for k in ("l2_grid", "max_iter", "device") if k in cfg}
+    result = resolve_callable(probe)(tx, ty, vx, vy, sx, sy, **kwargs)
+    out = ReadoutRecord(
+        trial=trial,
+        status="completed",
+        features=kind,
+        val_accuracy=float(result.val_accuracy),
+        test_accuracy=float(result.test_accuracy),
+        train_accuracy=float(getattr(result, "train_accuracy", math.nan)),
+        best_l2=float(getattr(result, "best_l2", math.nan)),
+    )
+    if knn is not None and int(cfg.get("knn_k", 0)) > 0:
+        try:  # secondary readout: its failure is recorded but does not void the linear probe
+            out.knn_accuracy = float(resolve_callable(knn)(tx, ty, sx, sy, k=int(cfg["knn_k"])))
+        except Exception as exc:  # noqa: BLE001
+            out.error = f"knn: {type(exc).__name__}: {exc}"
+    return out
+
+
+def readout_job(
+    trial: int,
+    record_path: str,
+    out_path: str,
+    readout_cfg: dict[str, Any],
+    probe: str = DEFAULT_PROBE,
+    knn: Optional[str] = DEFAULT_KNN,
+) -> dict[str, Any]:
+    """One trial's readout; reuses a completed record at ``out_path``. Runs inside any submitit executor."""
+    previous = load_readout(out_path)
+    if previous is not None and previous.get("status") == "completed":
+        return previous
+    start = time.perf_counter()
+    try:
+        out = _probe_record(int(trial), Path(record_path), readout_cfg, probe, knn)
+    except Exception as exc:  # noqa: BLE001 - recorded, retried on the next run
+        out = ReadoutRecord(
+            trial=int(trial),
+            status="failed",
+            features=str(readout_cfg.get("features")),
+            error=f"{type(exc).__name__}: {exc}",
+        )
+    out.elapsed_s = time.perf_counter() - start
+    payload = asdict(out)
+    _write_atomic(Path(out_path), payload)
+    return payload
+
+
+READOUT_COLUMNS = list(ReadoutRecord.__dataclass_fields__)
+
+
+def load_readouts(sweep_dir: str | Path) -> pd.DataFrame:
+    """All stored readout records of a sweep, one row per trial, sorted by trial."""
+    folder = Path(sweep_dir) / READOUTS_DIRNAME
+    rows = [r for r in (load_readout(p) for p in sorted(folder.glob("trial_*.json"))) if r is not None]
+    frame = pd.DataFrame(rows, columns=READOUT_COLUMNS)
+    return frame.sort_values("trial", kind="stable").reset_index(drop=True)

@@ -1,0 +1,225 @@
+"""The comparison report's numbers recomputed independently, and its files."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from sweep.config.schema import SelectionConfig
+from sweep.selection.policies import adaptive_alpha_window
+from sweep.selection.report import (
+    budget_curve,
+    build_report,
+    load_monitoring,
+    metric_correlations,
+    policy_table,
+    random_orders,
+)
+
+# 8 trials, two methods; trial 7 failed. Validation picks trial 2 (0.90) but its test is 0.80, while
+# trial 5 has the best test (0.86): the oracle (by validation) is trial 2, test 0.80.
+ALPHA = [0.5, 0.9, 1.05, 1.6, 2.5, 1.15, 0.7, float("nan")]
+RANKME = [10.0, 30.0, 50.0, 20.0, 5.0, 40.0, 35.0, float("nan")]
+METHOD = ["simclr"] * 4 + ["byol"] * 4
+VAL = [0.60, 0.70, 0.90, 0.65, 0.50, 0.85, 0.72, float("nan")]
+TEST = [0.61, 0.71, 0.80, 0.66, 0.52, 0.86, 0.70, float("nan")]
+
+
+def make_frames(tmp_path: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    trials = pd.DataFrame(
+        {
+            "trial": range(8),
+            "state": ["COMPLETE"] * 7 + ["FAIL"],
+            "method": METHOD,
+            "params_lr": [1e-3 * (i + 1) for i in range(8)],
+            "rankme": RANKME,
+            "alpha": ALPHA,
+            "silhouette": [0.1, 0.2, 0.3, 0.2, 0.1, 0.4, 0.3, float("nan")],
+            "lidar": [float("nan")] * 8,
+        }
+    )
+    if tmp_path is not None:
+        run_dirs = []
+        for t in range(8):
+            run = tmp_path / f"run{t}"
+            run.mkdir()
+            if t % 2 == 0:
+                pd.DataFrame(
+                    {"epoch": [1, 2, 3], "loss": [3.0, 2.0, 1.0 + t], "rankme": [1.0, 2.0, 3.0]}
+                ).to_csv(run / "monitor.csv", index=False)
+            else:
+                (run / "result.json").write_text(
+                    json.dumps({"monitor": [{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.5}]})
+                )
+            run_dirs.append(str(run))
+        trials["run_dir"] = run_dirs
+        trials["record_path"] = [str(Path(r) / "result.json") for r in run_dirs]
+    readouts = pd.DataFrame(
+        {"trial": range(7), "status": ["completed"] * 7, "val_accuracy": VAL[:7], "test_accuracy": TEST[:7]}
+    )
+    return trials, readouts
+
+
+def test_policy_table_regret_by_hand() -> None:
+    trials, readouts = make_frames()
+    cfg = SelectionConfig(batch_size=10, top_k=5, n_orders=20)
+    table = policy_table(trials, readouts, cfg).set_index("policy")
+    # oracle: all 7 completed read; val-best is trial 2 -> test 0.80, regret 0
+    assert table.loc["oracle", "readouts_used"] == 7 and table.loc["oracle", "chosen_trial"] == 2
+    assert table.loc["oracle", "regret"] == pytest.approx(0.0)
+    # band [0.8, 1.2]: trials 1 (0.9), 2 (1.05), 5 (1.15) -> val-best 2
+    assert table.loc["alpha_band", "readouts_used"] == 3 and table.loc["alpha_band", "chosen_trial"] == 2
+    # rankme: simclr N=4 -> 2 (trials 2, 1), byol N=3 completed -> 2 (trials 5, 6); val-best 2
+    assert table.loc["rankme_topk", "readouts_used"] == 4
+    # batch 10 >= N: the adaptive window reads everything in its first batch = the oracle
+    assert table.loc["adaptive_alpha_window", "readouts_used"] == 7
+    assert table.loc["adaptive_alpha_window", "p_within_tol"] == pytest.approx(1.0)
+    assert json.loads(table.loc["oracle", "chosen_params"]) == {
+        "method": "simclr",
+        "lr": pytest.approx(0.003),
+    }
+
+
+def test_policy_table_regret_when_policy_misses() -> None:
+    trials, readouts = make_frames()
+    cfg = SelectionConfig(alpha_band=[1.1, 1.7], n_orders=5)
+    row = policy_table(trials, readouts, cfg).set_index("policy").loc["alpha_band"]
+    # band [1.1, 1.7]: trials 3 (1.6) and 5 (1.15) -> val-best 5, test 0.86; regret 0.80 - 0.86 = -0.06
+    assert row["chosen_trial"] == 5
+    assert row["regret"] == pytest.approx(0.80 - 0.86)
+    assert row["p_within_tol"] == pytest.approx(1.0)  # 0.86 >= 0.80 - 0.01
+
+
+def test_within_probability_recomputed_over_seeded_orders() -> None:
+    trials, readouts = make_frames()
+    cfg = SelectionConfig(batch_size=2, top_k=1, n_orders=50, seed=3, tolerance=0.01)
+    got = policy_table(trials, readouts, cfg).set_index("policy").loc["adaptive_alpha_window", "p_within_tol"]
+    val, test = dict(enumerate(VAL)), dict(enumerate(TEST))
+    rng = np.random.default_rng(3)
+    hits = []
+    for _ in range(50):
+        order = [int(t) for t in rng.permutation(np.arange(8))]
+        res = adaptive_alpha_window(trials, val.__getitem__, order=order, batch_size=2, top_k=1)
+        hits.append(test[res.chosen_trial] >= 0.80 - 0.01)
+    assert got == pytest.approx(np.mean(hits))
+    assert 0.0 < got < 1.0  # this set has orders that miss trial 2
+
+
+def test_random_orders_are_seeded_permutations() -> None:
+    a, b = random_orders([3, 1, 2], 4, seed=7), random_orders([3, 1, 2], 4, seed=7)
+    assert a == b and all(sorted(o) == [1, 2, 3] for o in a)
+
+
+def test_correlations_match_scipy_per_method_and_pooled() -> None:
+    trials, readouts = make_frames()
+    corr = metric_correlations(trials, readouts).set_index(["metric", "method"])
+    assert "lidar" not in corr.index.get_level_values(0)  # all NaN -> skipped
+    assert {"rankme", "alpha", "abs_alpha_minus_1", "silhouette"} <= set(corr.index.get_level_values(0))
+    x, y = np.array(RANKME[:7]), np.array(TEST[:7])
+    assert corr.loc[("rankme", "pooled"), "spearman"] == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert corr.loc[("rankme", "pooled"), "kendall"] == pytest.approx(stats.kendalltau(x, y).statistic)
+    xa = np.abs(np.array(ALPHA[4:7]) - 1.0)
+    assert corr.loc[("abs_alpha_minus_1", "byol"), "spearman"] == pytest.approx(
+        stats.spearmanr(xa, np.array(TEST[4:7])).statistic
+    )
+    assert corr.loc[("rankme", "byol"), "n"] == 3
+
+
+def test_budget_curve_by_hand() -> None:
+    trials, readouts = make_frames()
+    curve = budget_curve(trials, readouts, SelectionConfig(n_orders=10))
+    rank = curve[curve["strategy"] == "rankme"]["regret"].to_numpy()
+    # round robin by RankMe rank: (simclr 2, byol 5), (simclr 1, byol 6), ...
+    # b=1 reads trial 2 -> regret 0; later reads never beat its validation 0.90
+    assert rank[0] == pytest.approx(0.0) and np.allclose(rank, 0.0)
+    near = curve[curve["strategy"] == "abs_alpha_minus_1"]["regret"].to_numpy()
+    # |alpha-1| order: 2 (0.05), 1 (0.1), 5 (0.15), ... -> trial 2 first -> 0 regret
+    assert near[0] == pytest.approx(0.0)
+    rnd = curve[curve["strategy"] == "random"]["regret"].to_numpy()
+    assert len(rnd) == 7 and rnd[-1] == pytest.approx(0.0)  # all read -> oracle
+
+
+def test_monitoring_from_csv_and_record(tmp_path: Path) -> None:
+    trials, _ = make_frames(tmp_path)
+    monitor = load_monitoring(trials)
+    assert set(monitor["trial"]) == set(range(8))
+    assert len(monitor) == 4 * 3 + 4 * 2
+    assert monitor.loc[monitor["trial"] == 2, "loss"].tolist() == [3.0, 2.0, 3.0]
+
+
+def test_build_report_files_and_embedded_figures(tmp_path: Path) -> None:
+    trials, readouts = make_frames(tmp_path)
+    out = tmp_path / "report"
+    path = build_report(trials, readouts, out, SelectionConfig(n_orders=10))
+    text = path.read_text()
+    figures = sorted((out / "figures").glob("*.png"))
+    assert {p.name for p in figures} == {"scatter.png", "regret_vs_budget.png", "monitoring.png"}
+    for fig in figures:
+        match = re.search(rf'data-file="{re.escape(fig.name)}" src="data:image/png;base64,([^"]+)"', text)
+        assert match, fig.name
+        assert base64.b64decode(match.group(1)) == fig.read_bytes()
+    for name in ("policies", "correlations", "budget_curve", "trials"):
+        csv = pd.read_csv(out / "tables" / f"{name}.csv")
+        assert len(pd.read_parquet(out / "tables" / f"{name}.parquet")) == len(csv)
+    assert "http" not in text.replace("http-equiv", "")  # nothing fetched when opened offline
+    policies = pd.read_csv(out / "tables" / "policies.csv")
+    assert set(policies["policy"]) == {"adaptive_alpha_window", "alpha_band", "rankme_topk", "oracle"}
+    assert not math.isnan(policies.set_index("policy").loc["oracle", "test_accuracy"])
+
+
+def test_make_report_script_from_exported_trials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_report", Path(__file__).parents[1] / "analysis" / "make_report.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    trials, readouts = make_frames()
+    trials.to_parquet(tmp_path / "trials.parquet")
+    sweep_dir = tmp_path / "sweep"
+    (sweep_dir / "readouts").mkdir(parents=True)
+    for row in readouts.to_dict("records"):
+        (sweep_dir / "readouts" / f"trial_{row['trial']}.json").write_text(json.dumps(row))
+    path = module.main(
+        [
+            "--trials",
+            str(tmp_path / "trials.parquet"),
+            "--sweep-dir",
+            str(sweep_dir),
+            "--out",
+            str(tmp_path / "out"),
+            "--n-orders",
+            "5",
+        ]
+    )
+    assert path.is_file() and str(path) in capsys.readouterr().out
+    policies = pd.read_csv(tmp_path / "out" / "tables" / "policies.csv").set_index("policy")
+    assert policies.loc["oracle", "chosen_trial"] == 2 and policies.loc["oracle", "readouts_used"] == 7
+    with pytest.raises(SystemExit):
+        module.main(["--storage", "sqlite:///x.db", "--sweep-dir", str(sweep_dir), "--out", str(tmp_path)])
+
+
+def test_report_of_a_running_study_without_readouts(tmp_path: Path) -> None:
+    from sweep.selection.readouts import READOUT_COLUMNS
+
+    trials = pd.DataFrame(
+        {
+            "trial": [0, 1],
+            "state": ["FAIL", "RUNNING"],
+            "method": "simclr",
+            "alpha": [float("nan"), 1.0],
+            "rankme": [float("nan"), 3.0],
+        }
+    )
+    path = build_report(trials, pd.DataFrame(columns=READOUT_COLUMNS), tmp_path, SelectionConfig(n_orders=3))
+    policies = pd.read_csv(tmp_path / "tables" / "policies.csv")
+    assert path.is_file() and policies["readouts_used"].eq(0).all() and policies["chosen_trial"].isna().all()

@@ -1,0 +1,64 @@
+"""The synthetic-sweep generator and the summary of benchmarks/selection.py."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+_SPEC = importlib.util.spec_from_file_location(
+    "bench_selection", Path(__file__).parents[1] / "benchmarks" / "selection.py"
+)
+bench = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(bench)  # type: ignore[union-attr]
+
+
+def test_generator_is_seeded_and_plausible() -> None:
+    a = bench.synthetic_sweep(2000, np.random.default_rng(1), residual=0.0, readout=0.0)
+    b = bench.synthetic_sweep(2000, np.random.default_rng(1), residual=0.0, readout=0.0)
+    pd.testing.assert_frame_equal(a[0], b[0])
+    trials, val, test = a
+    failed = trials["state"] == "FAIL"
+    assert (
+        0.03 < failed.mean() < 0.07
+        and trials.loc[failed, "alpha"].isna().all()
+        and np.isnan(val[failed]).all()
+    )
+    np.testing.assert_allclose(val, test)  # no noise -> the two splits agree
+    ok = ~failed.to_numpy()
+    alpha, acc = trials["alpha"].to_numpy()[ok], val[ok]
+    bins = pd.cut(alpha, [0.4, 0.7, 0.9, 1.1, 1.5, 3.0])
+    means = pd.Series(acc).groupby(bins, observed=True).mean()
+    # accuracy peaks near alpha = 1: a little below it, since the RankMe term favours flatter spectra
+    assert means.idxmax().left in (0.7, 0.9)
+    assert means.iloc[0] < means.max() and means.iloc[-1] < means.max()
+    a_rows = trials["method"].to_numpy()[ok] == "method_a"
+    assert np.corrcoef(trials["rankme"].to_numpy()[ok][a_rows], acc[a_rows])[0, 1] > 0.3  # rises with RankMe
+
+
+def test_summary_criteria_by_hand() -> None:
+    raw = pd.DataFrame(
+        {
+            "n": [64] * 4,
+            "policy": ["p"] * 4,
+            "readouts": [8, 9, 6, 7],
+            "chose": [True, True, True, False],
+            "regret_points": [0.5, 0.0, 2.0, np.nan],
+            "ratio": [0.995, 1.0, 0.97, np.nan],
+        }
+    )
+    row = bench.summarise(raw).iloc[0]
+    assert row["budget"] == 8  # ceil(log2 64) + 2
+    assert row["p_success"] == pytest.approx(0.25)  # only the first: within budget and >= 99%
+    assert row["p_ge99_oracle"] == pytest.approx(0.5) and row["p_no_choice"] == pytest.approx(0.25)
+    assert row["p_within_1pt"] == pytest.approx(0.5)
+
+
+def test_main_runs_and_reports_target(capsys: pytest.CaptureFixture[str]) -> None:
+    table = bench.main(["--reps", "3", "--sizes", "16", "64"])
+    assert set(table["policy"]) == {"adaptive_alpha_window", "alpha_band", "rankme_topk", "oracle"}
+    assert (table.loc[table["policy"] == "oracle", "p_ge99_oracle"] == 1.0).all()
+    assert "target at N=64" in capsys.readouterr().out
