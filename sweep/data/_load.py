@@ -1,0 +1,39 @@
+"""``load_dataset``: pick the loader by ``data.name``, then subsample, convert and resize the same way for all."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sweep.data._arrays import RawSplit, materialize
+from sweep.data._cifar import load_cifar10_raw, load_cifar100_raw
+from sweep.data._embedded import load_digits_raw, load_mnist5k_raw
+from sweep.data._image_folder import load_image_folder_raw
+from sweep.data._options import DataOptions, read_options
+from sweep.data._stl10 import load_stl10_raw
+from sweep.data._types import Dataset
+
+RawLoader = Callable[[DataOptions], tuple[RawSplit, RawSplit, list[str]]]
+
+LOADERS: dict[str, RawLoader] = {
+    "digits": load_digits_raw,
+    "mnist5k": load_mnist5k_raw,
+    "cifar10": load_cifar10_raw,
+    "cifar100": load_cifar100_raw,
+    "stl10": load_stl10_raw,
+    "image_folder": load_image_folder_raw,
+}
+DATASET_NAMES: tuple[str, ...] = tuple(LOADERS)
+
+
+def load_dataset(cfg: Any) -> Dataset:
+    """Load ``cfg.name`` (a ``DataConfig`` or OmegaConf node): float32 images in [0, 1], int64 labels.
+
+    ``max_train_samples`` / ``max_test_samples`` keep a stratified subset drawn with ``split_seed``;
+    ``image_size`` resizes bilinearly. Raises DataError naming the field or path on bad input; never downloads.
+    """
+    opts = read_options(cfg, DATASET_NAMES)
+    train_raw, test_raw, classes = LOADERS[opts.name](opts)
+    train = materialize(train_raw, opts.max_train_samples, opts.split_seed, opts.image_size, f"{opts.name} train")
+    test = materialize(test_raw, opts.max_test_samples, opts.split_seed, opts.image_size, f"{opts.name} test")
+    c, h, w = train.images.shape[1:]
+    return Dataset(name=opts.name, train=train, test=test, classes=classes, input_shape=(int(c), int(h), int(w)))
