@@ -171,7 +171,7 @@ def test_build_report_files_and_embedded_figures(tmp_path: Path) -> None:
         assert len(pd.read_parquet(out / "tables" / f"{name}.parquet")) == len(csv)
     assert "http" not in text.replace("http-equiv", "")  # nothing fetched when opened offline
     policies = pd.read_csv(out / "tables" / "policies.csv")
-    assert set(policies["policy"]) == {"adaptive_alpha_window", "alpha_band", "rankme_topk", "oracle"}
+    assert set(policies["policy"]) == {"adaptive_alpha_window", "alpha_band", "rankme_topk", "alpha_rankme", "oracle"}
     assert not math.isnan(policies.set_index("policy").loc["oracle", "test_accuracy"])
 
 

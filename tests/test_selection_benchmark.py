@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sweep.selection.policies import POLICY_NAMES
+
 _SPEC = importlib.util.spec_from_file_location(
     "bench_selection", Path(__file__).parents[1] / "benchmarks" / "selection.py"
 )
@@ -57,8 +59,43 @@ def test_summary_criteria_by_hand() -> None:
     assert row["p_within_1pt"] == pytest.approx(0.5)
 
 
-def test_main_runs_and_reports_target(capsys: pytest.CaptureFixture[str]) -> None:
-    table = bench.main(["--reps", "3", "--sizes", "16", "64"])
-    assert set(table["policy"]) == {"adaptive_alpha_window", "alpha_band", "rankme_topk", "oracle"}
+def test_noise_free_accuracy_recovers_the_generator_without_noise() -> None:
+    trials, val, _ = bench.synthetic_sweep(300, np.random.default_rng(2), residual=0.0, readout=0.0)
+    ok = (trials["state"] == "COMPLETE").to_numpy()
+    np.testing.assert_allclose(bench.noise_free_accuracy(trials)[ok], val[ok])
+
+
+def test_noise_free_top_reads_the_best_noise_free_configs() -> None:
+    trials, val, _ = bench.synthetic_sweep(40, np.random.default_rng(3), residual=0.0, readout=0.0)
+    res = bench.noise_free_top(trials, val, budget=3)
+    ok = (trials["state"] == "COMPLETE").to_numpy()
+    best3 = np.argsort(-np.where(ok, val, -np.inf))[:3]
+    assert set(res.read_trials) == set(int(t) for t in best3) and res.chosen_trial == int(best3[0])
+
+
+def test_target_ignores_reference_rows_and_reports_not_met() -> None:
+    table = pd.DataFrame(
+        {
+            "n": [64] * 3,
+            "policy": ["oracle", "noise_free_top", "alpha_rankme"],
+            "budget": [8.0] * 3,
+            "readouts_mean": [64.0, 6.0, 6.0],
+            "p_success": [1.0, 0.99, 0.9],
+        }
+    )
+    assert bench.target_met(table) == (False, "alpha_rankme")
+    text = bench.verdict(table)
+    assert "NOT MET" in text and "0.900" in text and "0.990" in text
+
+
+def test_main_quick_runs_every_policy_and_reports_target(capsys: pytest.CaptureFixture[str]) -> None:
+    table = bench.main(["--quick"])
+    assert set(table["n"]) == {16, 64}
+    expected = set(POLICY_NAMES) | {"alpha_rankme+2", "noise_free_top"}
+    assert set(table["policy"]) == expected
     assert (table.loc[table["policy"] == "oracle", "p_ge99_oracle"] == 1.0).all()
+    rows = table.set_index(["n", "policy"])
+    assert rows.loc[(64, "alpha_rankme"), "readouts_max"] == 6  # ceil(log2 64) in total, not per method
+    assert rows.loc[(64, "alpha_rankme+2"), "readouts_max"] == 8
+    assert rows["target_met"].equals(rows["p_success"] >= 0.95)
     assert "target at N=64" in capsys.readouterr().out

@@ -9,13 +9,18 @@ import pandas as pd
 import pytest
 
 from sweep.selection.policies import (
+    POLICY_NAMES,
     CountingReadout,
     SelectionError,
     adaptive_alpha_window,
     alpha_band,
+    alpha_rankme,
+    combined_order,
     oracle,
+    proportional_split,
     rankme_budget,
     rankme_topk,
+    run_policies,
     usable_trials,
 )
 
@@ -139,3 +144,150 @@ def test_errors_name_the_field() -> None:
         usable_trials(frame.drop(columns="rankme"), ["rankme"])
     with pytest.raises(SelectionError, match="order"):
         adaptive_alpha_window(frame, acc.__getitem__, order=[0, 5])
+
+
+# ----------------------------------------------------------------------------- adaptive window vs the authors
+def authors_adaptive_window(
+    alphas: np.ndarray, accs: np.ndarray, order: list[int], batch: int = 10
+) -> list[int]:
+    """The selection loop of Agrawal et al.'s simulate_model_selection (kumarkrishna/fastssl), rewritten
+    from its description: bounds start at [0, 1e4]; after each batch the top batch//2 of everything read
+    define the bounds, a side moving only when the top models' extreme is not the extreme of all reads."""
+    lo, hi = 0.0, 1e4
+    read: list[int] = []
+    for start in range(0, len(order), batch):
+        read += [t for t in order[start : start + batch] if lo <= alphas[t] <= hi]
+        top = sorted(read, key=lambda t: accs[t])[-(batch // 2) :]
+        by_alpha = sorted(read, key=lambda t: alphas[t])
+        flags = [t in top for t in by_alpha]
+        first, last = flags.index(True), len(flags) - 1 - flags[::-1].index(True)
+        if first != 0:
+            lo = alphas[by_alpha[first]]
+        if last != len(flags) - 1:
+            hi = alphas[by_alpha[last]]
+    return read
+
+
+@pytest.mark.parametrize("n", [37, 60])
+def test_adaptive_window_matches_the_authors_loop_on_random_sweeps(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for _ in range(60):
+        alphas = np.exp(rng.uniform(np.log(0.4), np.log(3.0), n))
+        accs = 0.8 - 0.1 * np.log(alphas) ** 2 + rng.normal(0, 0.02, n)  # a peak, so the window narrows
+        order = [int(t) for t in rng.permutation(n)]
+        frame, acc = table(list(alphas), list(accs))
+        ours = adaptive_alpha_window(frame, acc.__getitem__, order=order, batch_size=10, top_k=5)
+        expected = authors_adaptive_window(alphas, accs, order)
+        assert list(ours.read_trials) == expected
+        assert ours.chosen_trial == max(expected, key=lambda t: accs[t])
+
+
+def test_adaptive_window_top_alpha_equal_to_read_minimum_keeps_that_side() -> None:
+    # batch 1 reads all; top-1 is trial 1 (alpha 1.0) which ties the smallest read alpha -> lower side
+    # stays open, upper closes at 1.0; batch 2: 0.5 read (open below), 1.4 skipped
+    frame, acc = table([1.0, 1.0, 2.0, 0.5, 1.4], [0.5, 0.9, 0.8, 0.6, 0.99])
+    result = adaptive_alpha_window(frame, acc.__getitem__, batch_size=3, top_k=1)
+    assert result.read_trials == (0, 1, 2, 3)
+    assert result.chosen_trial == 1
+
+
+def test_adaptive_window_stays_open_while_every_readout_is_nan() -> None:
+    frame, acc = table([1.0, 3.0, 0.2, 5.0], [float("nan"), float("nan"), 0.4, 0.3])
+    result = adaptive_alpha_window(frame, acc.__getitem__, batch_size=2, top_k=1)
+    assert result.read_trials == (0, 1, 2, 3)  # no finite readout after batch 1 -> still open
+    assert result.chosen_trial == 2
+
+
+# ----------------------------------------------------------------------------- alpha + RankMe combined
+# one method, 8 configs: RankMe ranks 1..8 for trials 0..7; |alpha - 1| = .6 .1 .05 .5 .03 1 .2 2
+# -> ranks 6 3 2 5 1 7 4 8; sums 7 5 5 9 6 13 11 16; order 1 (5, RankMe 70), 2 (5, RankMe 60), 4, 0, 3, ...
+ONE_ALPHA = [0.4, 0.9, 1.05, 1.5, 0.97, 2.0, 1.2, 3.0]
+ONE_RANKME = [80.0, 70.0, 60.0, 50.0, 40.0, 30.0, 20.0, 10.0]
+ONE_ACC = [0.60, 0.78, 0.80, 0.70, 0.79, 0.50, 0.75, 0.40]
+
+
+def test_combined_order_sums_the_two_ranks_by_hand() -> None:
+    frame, _ = table(ONE_ALPHA, ONE_ACC, rankme=ONE_RANKME)
+    assert combined_order(frame) == [1, 2, 4, 0, 3, 6, 5, 7]
+
+
+def test_combined_order_ties_share_the_mean_rank() -> None:
+    # RankMe ranks 1.5, 1.5, 3; |alpha-1| ranks 3, 1, 2 -> sums 4.5, 2.5, 5
+    frame, _ = table([1.3, 1.0, 0.8], [0.0] * 3, rankme=[9.0, 9.0, 1.0])
+    assert combined_order(frame) == [1, 0, 2]
+
+
+def test_alpha_rankme_reads_ceil_log2_n_best_combined() -> None:
+    frame, acc = table(ONE_ALPHA, ONE_ACC, rankme=ONE_RANKME)
+    result = alpha_rankme(frame, acc.__getitem__)
+    assert result.read_trials == (1, 2, 4)  # ceil(log2 8) = 3
+    assert result.chosen_trial == 2 and result.chosen_accuracy == pytest.approx(0.80)
+    assert rankme_topk(frame, acc.__getitem__).read_trials == (0, 1, 2)  # RankMe alone: the flat trial 0
+
+
+# two methods of 4: "a" order 0, 1, 2, 3 and "b" order 4, 5, 6, 7 (RankMe falls, alpha = 1 throughout)
+TWO_METHOD = ["a"] * 4 + ["b"] * 4
+TWO_RANKME = [40.0, 30.0, 20.0, 10.0, 4.0, 3.0, 2.0, 1.0]
+TWO_ACC = [0.70, 0.72, 0.60, 0.99, 0.80, 0.85, 0.75, 0.50]
+
+
+def test_alpha_rankme_adaptive_spends_the_rest_on_the_better_method() -> None:
+    frame, acc = table([1.0] * 8, TWO_ACC, rankme=TWO_RANKME, method=TWO_METHOD)
+    # budget ceil(log2 8) = 3: top of a (0.70), top of b (0.80), then b is better -> trial 5 (0.85)
+    result = alpha_rankme(frame, acc.__getitem__)
+    assert result.read_trials == (0, 4, 5) and result.chosen_trial == 5
+    # budget 5: after 5 (0.85) b still leads -> 6 (0.75); b's best stays 0.85 -> 7
+    assert alpha_rankme(frame, acc.__getitem__, budget=5).read_trials == (0, 4, 5, 6, 7)
+
+
+def test_alpha_rankme_proportional_split() -> None:
+    frame, acc = table([1.0] * 8, TWO_ACC, rankme=TWO_RANKME, method=TWO_METHOD)
+    # 3 * 4/8 = 1.5 each -> 1 + 1, the equal remainder goes to the first (same size) method "a"
+    result = alpha_rankme(frame, acc.__getitem__, allocation="proportional")
+    assert result.read_trials == (0, 1, 4) and result.chosen_trial == 4
+
+
+def test_alpha_rankme_nan_readout_never_leads_and_budget_caps_at_n() -> None:
+    accs = [float("nan"), 0.72, 0.60, 0.99, 0.80, 0.85, 0.75, 0.50]
+    frame, acc = table([1.0] * 8, accs, rankme=TWO_RANKME, method=TWO_METHOD)
+    assert alpha_rankme(frame, acc.__getitem__).read_trials == (0, 4, 5)  # a's NaN counts as -inf
+    everything = alpha_rankme(frame, acc.__getitem__, budget=100)
+    assert everything.readouts_used == 8 and everything.chosen_trial == 3
+
+
+def test_alpha_rankme_skips_failed_and_pools_without_method() -> None:
+    state = ["COMPLETE"] * 7 + ["FAIL"]
+    frame, acc = table(ONE_ALPHA, ONE_ACC, rankme=ONE_RANKME, state=state)
+    frame.loc[1, "rankme"] = float("nan")  # trial 1 unusable too: 6 usable -> budget 3
+    result = alpha_rankme(frame.drop(columns="method"), acc.__getitem__)
+    assert 1 not in result.read_trials and 7 not in result.read_trials
+    assert result.read_trials == (2, 4, 0)  # re-ranked without 1 and 7: sums 2+2, 4+1, 1+5
+
+
+@pytest.mark.parametrize(
+    "sizes,budget,shares",
+    [
+        ([32, 30], 6, [3, 3]),  # 3.10 + 2.90: floors 3 + 2, the larger remainder (.90) gets the last
+        ([4, 4], 3, [2, 1]),  # 1.5 + 1.5: equal remainders -> the earlier group
+        ([5, 0], 3, [3, 0]),
+        ([1, 1], 5, [1, 1]),  # budget capped at the 2 configs there are
+        ([2, 6], 3, [1, 2]),  # 0.75 + 2.25
+    ],
+)
+def test_proportional_split_by_hand(sizes: list[int], budget: int, shares: list[int]) -> None:
+    assert proportional_split(sizes, budget) == shares
+
+
+def test_alpha_rankme_errors_name_the_field() -> None:
+    frame, acc = table([1.0], [0.5])
+    with pytest.raises(SelectionError, match="allocation"):
+        alpha_rankme(frame, acc.__getitem__, allocation="greedy")
+    with pytest.raises(SelectionError, match="budget"):
+        alpha_rankme(frame, acc.__getitem__, budget=0)
+
+
+def test_run_policies_includes_every_named_policy() -> None:
+    frame, acc = table(ONE_ALPHA, ONE_ACC, rankme=ONE_RANKME)
+    assert tuple(r.policy for r in run_policies(frame, acc.__getitem__)) == POLICY_NAMES
+    no_rankme = run_policies(frame.drop(columns="rankme"), acc.__getitem__)
+    assert [r.policy for r in no_rankme] == ["adaptive_alpha_window", "alpha_band", "oracle"]

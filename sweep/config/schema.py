@@ -13,7 +13,7 @@ from omegaconf import MISSING
 
 METHOD_NAMES = ("simclr", "barlow_twins", "vicreg", "simsiam", "mocov2", "byol")
 BACKBONE_NAMES = ("mlp", "small_cnn", "resnet18", "resnet50")
-DATA_NAMES = ("digits", "cifar10", "cifar100", "stl10", "image_folder")  # helpers may add offline sets
+DATA_NAMES = ("digits", "cifar10", "cifar100", "stl10", "image_folder", "mnist5k")  # helpers may add offline sets
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "lars")
 
 
@@ -130,13 +130,14 @@ class OptimConfig:
     warmup_epochs: int = 0
     scheduler: str = "cosine"  # cosine | constant
     grad_clip: Optional[float] = None
+    trust_coefficient: float = 0.001  # lars only: eta in lr_layer = eta * ||w|| / ||g + wd * w||
 
 
 # ----------------------------------------------------------------------------- metrics
 @dataclass
 class MetricsConfig:
     every_n_epochs: int = 1  # monitoring interval; 0 = only at the end
-    alpha_window: list[int] = field(default_factory=lambda: [4, 100])  # 1-based inclusive ranks for the alpha fit
+    alpha_window: list[int] = field(default_factory=lambda: [4, 100])  # 1-based inclusive ranks of the fit
     kmeans_clusters: int = 10
     kmeans_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     lidar_views: int = 0  # q augmented views per sample for LiDAR; 0 disables it
@@ -171,6 +172,8 @@ class SelectionConfig:
     seed: int = 0  # seeds the visiting orders
     selection_column: str = "val_accuracy"  # readout column the policies maximise (never the test split)
     report_column: str = "test_accuracy"  # readout column reported for the chosen config
+    combined_budget: Optional[int] = None  # alpha_rankme: total readouts; None = ceil(log2 N usable)
+    combined_allocation: str = "adaptive"  # alpha_rankme: adaptive (1 per method, then best method) | proportional
 
 
 # ----------------------------------------------------------------------------- top level
@@ -192,3 +195,14 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs
     resume: bool = True
     save_features: bool = True
+
+
+# Schema of each non-method config group (the method group uses METHOD_SCHEMAS by name).
+GROUP_SCHEMAS: dict[str, type] = {
+    "backbone": BackboneConfig,
+    "data": DataConfig,
+    "augment": AugmentConfig,
+    "optim": OptimConfig,
+    "metrics": MetricsConfig,
+    "readout": ReadoutConfig,
+}

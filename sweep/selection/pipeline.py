@@ -140,4 +140,7 @@ def select(
     """Every policy on a finished (or running) study, choosing by ``cfg.selection_column``."""
     cfg = cfg or SelectionConfig()
     readout = TableReadout(readouts, cfg.selection_column)
-    return run_policies(trials, readout, order, cfg.batch_size, cfg.top_k, tuple(cfg.alpha_band))
+    return run_policies(
+        trials, readout, order, cfg.batch_size, cfg.top_k, tuple(cfg.alpha_band),
+        cfg.combined_budget, cfg.combined_allocation,
+    )

@@ -5,6 +5,11 @@ the oracle callback ``readout(trial_id) -> accuracy`` is wrapped so the number o
 measured, not declared. Trials that failed (state other than COMPLETE, or a NaN in a metric the policy
 needs) are never read and never chosen; every tie is broken by the smaller trial id so results are
 deterministic.
+
+Policies (POLICY_NAMES): ``adaptive_alpha_window`` (alpha-ReQ's sequential window, checked against the
+authors' simulation), ``alpha_band`` (fixed alpha interval), ``rankme_topk`` (top ceil(log2 N) by RankMe
+per method), ``alpha_rankme`` (both signals by rank aggregation, ceil(log2 N) readouts in total) and
+``oracle`` (reads everything: the label-based reference).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import pandas as pd
 
 Readout = Callable[[int], float]
 
-POLICY_NAMES = ("adaptive_alpha_window", "alpha_band", "rankme_topk", "oracle")
+POLICY_NAMES = ("adaptive_alpha_window", "alpha_band", "rankme_topk", "alpha_rankme", "oracle")
 
 
 class SelectionError(ValueError):
@@ -106,19 +111,30 @@ def _visiting_order(trials: pd.DataFrame, order: Optional[Sequence[int]]) -> lis
     return order
 
 
-def _window_from_top(
-    read: dict[int, float], alpha: dict[int, float], seen: list[float], top_k: int
+def _top_k(read: dict[int, float], top_k: int) -> list[int]:
+    """The k best finite readouts; accuracy ties go to the smaller trial id."""
+    finite = sorted((-v, t) for t, v in read.items() if math.isfinite(v))
+    return [t for _, t in finite[:top_k]]
+
+
+def _update_window(
+    bounds: tuple[float, float], read: dict[int, float], alpha: dict[int, float], top_k: int
 ) -> tuple[float, float]:
-    """Alpha range of the top-k read-out configs; a side stays open while it is the extreme of all seen."""
-    finite = sorted(((-v, t) for t, v in read.items() if math.isfinite(v)))
-    if not finite:
-        return -math.inf, math.inf
-    top_alphas = [alpha[t] for _, t in finite[:top_k]]
-    lo, hi = min(top_alphas), max(top_alphas)
-    if lo <= min(seen):
-        lo = -math.inf
-    if hi >= max(seen):
-        hi = math.inf
+    """New window from the alpha range of the top-k readouts, as in the authors' simulation.
+
+    A side moves to the top-k extreme only when some READ config lies strictly beyond it; otherwise that
+    side keeps its previous bound (open at the start), since the optimum may lie beyond what was read.
+    """
+    top = _top_k(read, top_k)
+    if not top:
+        return bounds
+    read_alphas = [alpha[t] for t in read]
+    top_alphas = [alpha[t] for t in top]
+    lo, hi = bounds
+    if min(top_alphas) > min(read_alphas):
+        lo = min(top_alphas)
+    if max(top_alphas) < max(read_alphas):
+        hi = max(top_alphas)
     return lo, hi
 
 
@@ -130,18 +146,26 @@ def adaptive_alpha_window(
     top_k: int = 5,
     alpha_column: str = "alpha",
 ) -> SelectionResult:
-    """alpha-ReQ's adaptive window (Agrawal et al., 2022): visit configs in batches, read out only those
-    whose alpha lies in the current window, then reset the window to the alpha range of the top-k
+    """alpha-ReQ's adaptive window (Agrawal et al., NeurIPS 2022): visit configs in batches, read out only
+    those whose alpha lies in the current window, then narrow the window to the alpha range of the top-k
     read-out configs.
 
-    Details we decided (the authors' simulation code was not available to us):
-    - the window starts fully open, so the whole first batch is read out;
-    - the window is updated once per batch, from ALL configs read so far (fewer than k if fewer were read);
-    - a side stays open (+-inf) while the top-k extreme on that side is also the extreme of every usable
-      alpha visited so far (the optimum may lie beyond what has been seen);
-    - bounds are inclusive; accuracy ties among the top-k go to the smaller trial id;
-    - failed trials keep their slot in a batch (they were trained) but are never read;
-    - a readout that returns NaN still counts as used and is never chosen.
+    Checked against the authors' simulation (github.com/kumarkrishna/fastssl,
+    ``python_scripts/model_selection_sim.py``, ``simulate_model_selection``), which we follow:
+    - batches of ``parallel_models = 10`` consecutive configs of a random permutation, the last batch
+      shorter; the window starts open (their [0, 10000]), so the whole first batch is read;
+    - a config is read iff ``lo <= alpha <= hi`` (inclusive); each read is one linear evaluation;
+    - after every batch, the top ``k = parallel_models // 2`` (our ``top_k = 5`` with ``batch_size = 10``)
+      of ALL configs read so far, by readout, define the new bounds; a side is moved to the top-k extreme
+      only if some read config's alpha lies beyond it, else it keeps its previous value (never reopens);
+    - success there is "best accuracy - chosen <= 1 point" over 1000 seeded permutations.
+    Where we differ, deliberately:
+    - the reference ranks by test accuracy; we rank by the readout we are given (validation);
+    - they flag top-k models by accuracy VALUE (ties at the k-th value widen the set) and locate the
+      extremes through an unstable argsort; we take exactly k, ties to the smaller trial id, and compare
+      alphas by value (a top-k alpha equal to the read minimum leaves that side as it was);
+    - they assume every run succeeded: our failed trials keep their slot in a batch (they were trained)
+      but are never read; a readout that returns NaN counts as used, is never chosen and never top-k.
     """
     _check_positive("batch_size", batch_size)
     _check_positive("top_k", top_k)
@@ -149,17 +173,13 @@ def adaptive_alpha_window(
     alpha = dict(zip(good["trial"].astype(int), good[alpha_column].astype(float), strict=True))
     counter = CountingReadout(readout)
     read: dict[int, float] = {}
-    seen: list[float] = []
-    lo, hi = -math.inf, math.inf
+    bounds = (-math.inf, math.inf)
     visit = _visiting_order(trials, order)
     for start in range(0, len(visit), batch_size):
         for trial in visit[start : start + batch_size]:
-            if trial not in alpha:
-                continue
-            seen.append(alpha[trial])
-            if lo <= alpha[trial] <= hi:
+            if trial in alpha and bounds[0] <= alpha[trial] <= bounds[1]:
                 read[trial] = counter(trial)
-        lo, hi = _window_from_top(read, alpha, seen, top_k) if seen else (lo, hi)
+        bounds = _update_window(bounds, read, alpha, top_k)
     return counter.result("adaptive_alpha_window")
 
 
@@ -211,7 +231,104 @@ def rankme_topk(
     return counter.result("rankme_topk")
 
 
-# ----------------------------------------------------------------------------- 4. label-based oracle
+# ----------------------------------------------------------------------------- 4. alpha + RankMe combined
+ALLOCATIONS = ("adaptive", "proportional")
+
+
+def combined_order(
+    group: pd.DataFrame, rankme_column: str = "rankme", alpha_column: str = "alpha"
+) -> list[int]:
+    """Trial ids of one method, best first, by the sum of two ranks (1 = best, ties share the mean rank):
+    RankMe descending (RankMe paper: within one method, higher effective rank predicts better linear
+    probes) and |alpha - 1| ascending (alpha-ReQ: probes generalise best for alpha near 1, too flat or too
+    steep both hurt). Each signal vetoes the other's failure mode: the highest RankMe sits at alpha < 1
+    (flat, noisy spectra), alpha near 1 alone ignores how much of the space is used. Ties in the sum go to
+    the higher RankMe, then the smaller trial id."""
+    rankme = group[rankme_column].astype(float)
+    distance = (group[alpha_column].astype(float) - 1.0).abs()
+    score = rankme.rank(ascending=False, method="average") + distance.rank(ascending=True, method="average")
+    ranked = group.assign(_score=score, _neg=-rankme).sort_values(["_score", "_neg", "trial"], kind="stable")
+    return [int(t) for t in ranked["trial"]]
+
+
+def proportional_split(sizes: Sequence[int], budget: int) -> list[int]:
+    """Largest-remainder split of ``budget`` in proportion to ``sizes`` (sum = min(budget, sum(sizes)));
+    equal remainders go to the larger group, then to the earlier one."""
+    total = sum(sizes)
+    budget = min(budget, total)
+    if total == 0:
+        return [0] * len(sizes)
+    quotas = [budget * n / total for n in sizes]
+    shares = [math.floor(q) for q in quotas]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: (-(quotas[i] - shares[i]), -sizes[i], i))
+    for i in by_remainder[: budget - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def _method_groups(good: pd.DataFrame, method_column: Optional[str]) -> list[pd.DataFrame]:
+    """One frame per method (one pooled frame without a method column), larger methods first."""
+    if method_column is None or method_column not in good.columns:
+        return [good] if len(good) else []
+    groups = [g for _, g in good.groupby(method_column, sort=True, dropna=False)]
+    return sorted(groups, key=len, reverse=True)  # stable: equal sizes keep the method-name order
+
+
+def _read_adaptive(orders: list[list[int]], budget: int, counter: CountingReadout) -> None:
+    """Read the best-ranked config of every method, then give each further readout to the method whose
+    best readout so far is highest (RankMe cannot compare methods; one label per method can)."""
+    taken = [0] * len(orders)
+    for i, order in enumerate(orders):
+        if sum(taken) < budget and order:
+            counter(order[0])
+            taken[i] = 1
+    while sum(taken) < budget:
+        open_ = [i for i, order in enumerate(orders) if taken[i] < len(order)]
+        if not open_:
+            return
+        i = max(open_, key=lambda j: (_best_of(counter, orders[j][: taken[j]]), -j))
+        counter(orders[i][taken[i]])
+        taken[i] += 1
+
+
+def _best_of(counter: CountingReadout, trials: Sequence[int]) -> float:
+    values = [counter(t) for t in trials]  # cached: no new readouts
+    finite = [v for v in values if math.isfinite(v)]
+    return max(finite) if finite else -math.inf
+
+
+def alpha_rankme(
+    trials: pd.DataFrame,
+    readout: Readout,
+    budget: Optional[int] = None,
+    allocation: str = "adaptive",
+    rankme_column: str = "rankme",
+    alpha_column: str = "alpha",
+    method_column: Optional[str] = "method",
+) -> SelectionResult:
+    """Both label-free signals under one readout budget: rank every method's configs by
+    :func:`combined_order` and read ``budget`` configs in total (default ceil(log2 N), N = usable configs
+    of all methods, not per method). ``allocation`` splits the budget across methods: ``adaptive`` reads
+    each method's top config, then spends the rest on the method with the best readout so far;
+    ``proportional`` splits it by method size (largest remainder). Picks the best readout."""
+    if allocation not in ALLOCATIONS:
+        raise SelectionError(f"allocation must be one of {list(ALLOCATIONS)}, got {allocation!r}")
+    if budget is not None:
+        _check_positive("budget", budget)
+    good = usable_trials(trials, [rankme_column, alpha_column])
+    total = rankme_budget(len(good)) if budget is None else int(budget)
+    orders = [combined_order(g, rankme_column, alpha_column) for g in _method_groups(good, method_column)]
+    counter = CountingReadout(readout)
+    if allocation == "adaptive":
+        _read_adaptive(orders, total, counter)
+    else:
+        for order, share in zip(orders, proportional_split([len(o) for o in orders], total), strict=True):
+            for trial in order[:share]:
+                counter(trial)
+    return counter.result("alpha_rankme")
+
+
+# ----------------------------------------------------------------------------- 5. label-based oracle
 def oracle(trials: pd.DataFrame, readout: Readout) -> SelectionResult:
     """Read out every completed trial and keep the best: the label-based reference for regret."""
     counter = CountingReadout(readout)
@@ -227,13 +344,18 @@ def run_policies(
     batch_size: int = 10,
     top_k: int = 5,
     band: Sequence[float] = (0.8, 1.2),
+    combined_budget: Optional[int] = None,
+    combined_allocation: str = "adaptive",
 ) -> list[SelectionResult]:
-    """All four policies on one trials table; columns a policy needs but the table lacks skip it."""
+    """Every policy of POLICY_NAMES on one trials table; a policy whose columns the table lacks is
+    skipped. Defaults mirror :class:`sweep.config.schema.SelectionConfig`."""
     results = []
     if "alpha" in trials.columns:
         results.append(adaptive_alpha_window(trials, readout, order, batch_size, top_k))
         results.append(alpha_band(trials, readout, band))
     if "rankme" in trials.columns:
         results.append(rankme_topk(trials, readout))
+    if {"alpha", "rankme"} <= set(trials.columns):
+        results.append(alpha_rankme(trials, readout, combined_budget, combined_allocation))
     results.append(oracle(trials, readout))
     return results

@@ -26,7 +26,7 @@ from scipy import stats  # noqa: E402
 
 from sweep.config.schema import SelectionConfig  # noqa: E402
 from sweep.selection.pipeline import TableReadout  # noqa: E402
-from sweep.selection.policies import run_policies, usable_trials  # noqa: E402
+from sweep.selection.policies import SelectionResult, run_policies, usable_trials  # noqa: E402
 
 METRIC_CANDIDATES = (
     "rankme",
@@ -124,6 +124,16 @@ def random_orders(trial_ids: Sequence[int], n_orders: int, seed: int) -> list[li
     return [[int(t) for t in rng.permutation(ids)] for _ in range(n_orders)]
 
 
+def _run(
+    trials: pd.DataFrame, val: TableReadout, cfg: SelectionConfig, order: Optional[Sequence[int]]
+) -> list[SelectionResult]:
+    """Every policy with the settings of ``cfg``."""
+    band = tuple(cfg.alpha_band)
+    return run_policies(
+        trials, val, order, cfg.batch_size, cfg.top_k, band, cfg.combined_budget, cfg.combined_allocation
+    )
+
+
 def _order_stats(
     trials: pd.DataFrame, readouts: pd.DataFrame, cfg: SelectionConfig, best: float
 ) -> pd.DataFrame:
@@ -132,7 +142,7 @@ def _order_stats(
     test = TableReadout(readouts, cfg.report_column)
     rows = []
     for order in random_orders(trials["trial"], cfg.n_orders, cfg.seed):
-        for res in run_policies(trials, val, order, cfg.batch_size, cfg.top_k, tuple(cfg.alpha_band)):
+        for res in _run(trials, val, cfg, order):
             acc = test(res.chosen_trial) if res.chosen_trial is not None else math.nan
             rows.append(
                 {
@@ -155,7 +165,7 @@ def policy_table(
     cfg = cfg or SelectionConfig()
     val = TableReadout(readouts, cfg.selection_column)
     test = TableReadout(readouts, cfg.report_column)
-    results = run_policies(trials, val, None, cfg.batch_size, cfg.top_k, tuple(cfg.alpha_band))
+    results = _run(trials, val, cfg, None)
     oracle_trial = next(r for r in results if r.policy == "oracle").chosen_trial
     best = test(oracle_trial) if oracle_trial is not None else math.nan
     order_stats = _order_stats(trials, readouts, cfg, best)
