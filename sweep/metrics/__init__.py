@@ -1,0 +1,41 @@
+"""Label-free representation-quality metrics (see docs/ARCHITECTURE.md, "sweep.metrics").
+
+Every metric is a pure function of an (N, D) numpy array or torch tensor (never mutated); the
+spectral ones also have a streaming form, :class:`SpectralAccumulator`, that agrees with the
+full-matrix :func:`spectral_metrics` to float64 round-off.
+"""
+from ._alpha import DEFAULT_ALPHA_WINDOW, AlphaFit, fit_power_law
+from ._clustering import checkpoint_agreement, clustering_agreement, kmeans_silhouette, monitoring_metrics
+from ._entropy import ENTROPY_ESTIMATORS, embedding_entropy
+from ._inputs import MetricInputError
+from ._lidar import LIDAR_DELTA, LIDAR_EPS, lidar
+from ._spectral import alpha_req, nesum, participation_ratio, rankme, rankme_centered, rankme_sq, stable_rank
+from ._spectrum import RANKME_EPS
+from ._streaming import SPECTRAL_KEYS, SpectralAccumulator, spectral_metrics
+
+__all__ = [
+    "AlphaFit",
+    "DEFAULT_ALPHA_WINDOW",
+    "ENTROPY_ESTIMATORS",
+    "LIDAR_DELTA",
+    "LIDAR_EPS",
+    "MetricInputError",
+    "RANKME_EPS",
+    "SPECTRAL_KEYS",
+    "SpectralAccumulator",
+    "alpha_req",
+    "checkpoint_agreement",
+    "clustering_agreement",
+    "embedding_entropy",
+    "fit_power_law",
+    "kmeans_silhouette",
+    "lidar",
+    "monitoring_metrics",
+    "nesum",
+    "participation_ratio",
+    "rankme",
+    "rankme_centered",
+    "rankme_sq",
+    "spectral_metrics",
+    "stable_rank",
+]

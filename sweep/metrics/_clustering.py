@@ -1,0 +1,120 @@
+"""Label-free monitoring (Xu, Lowe & Trappenberg 2024): k-means structure of the embeddings.
+
+Silhouette of a seeded k-means partition; clustering agreement = mean pairwise adjusted mutual
+information (AMI) between k-means runs that differ only in their seed (stable structure gives
+agreement near 1); checkpoint agreement = AMI between the partitions of the same monitoring set at
+successive checkpoints. k-means is scikit-learn's, with ``n_init=1`` so the seed is the only source
+of variation between runs.
+"""
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Optional, Sequence
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import adjusted_mutual_info_score, silhouette_score
+
+from ._entropy import embedding_entropy
+from ._inputs import ArrayLike, MetricInputError, to_numpy64
+
+SILHOUETTE_MAX_SAMPLES = 4096  # silhouette is O(N^2); larger inputs use a seeded subsample
+
+
+def _check_clusters(n_clusters: int, n: int) -> int:
+    k = int(n_clusters)
+    if not 2 <= k < n:
+        raise MetricInputError(
+            f"n_clusters must satisfy 2 <= n_clusters < N={n}, got n_clusters={n_clusters}"
+        )
+    return k
+
+
+def _check_seeds(seeds: Sequence[int], minimum: int) -> list[int]:
+    s = [int(v) for v in seeds]
+    if len(s) < minimum:
+        raise MetricInputError(f"seeds needs at least {minimum} seed(s), got {list(seeds)!r}")
+    if len(set(s)) != len(s):
+        raise MetricInputError(f"seeds must be distinct, got {list(seeds)!r}")
+    return s
+
+
+def kmeans_labels(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """Seeded single-init k-means labels of float64 rows (collapsed inputs give fewer clusters)."""
+    with warnings.catch_warnings():  # duplicate points (collapse) -> fewer distinct clusters: expected
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed)
+        return km.fit_predict(x).astype(np.int64)
+
+
+def _silhouette(x: np.ndarray, labels: np.ndarray, seed: int) -> float:
+    """Silhouette score; 0.0 ("no cluster structure") when k-means found a single cluster."""
+    if np.unique(labels).size < 2:
+        return 0.0
+    sample = SILHOUETTE_MAX_SAMPLES if x.shape[0] > SILHOUETTE_MAX_SAMPLES else None
+    return float(silhouette_score(x, labels, sample_size=sample, random_state=seed))
+
+
+def kmeans_silhouette(x: ArrayLike, n_clusters: int, seed: int = 0) -> float:
+    """Silhouette score of a seeded k-means partition of x, in [-1, 1]."""
+    a = to_numpy64(x)
+    k = _check_clusters(n_clusters, a.shape[0])
+    return _silhouette(a, kmeans_labels(a, k, seed), seed)
+
+
+def _mean_pairwise_ami(labelings: Sequence[np.ndarray]) -> float:
+    pairs = list(itertools.combinations(labelings, 2))
+    return float(np.mean([adjusted_mutual_info_score(a, b) for a, b in pairs]))
+
+
+def clustering_agreement(x: ArrayLike, n_clusters: int, seeds: Sequence[int] = (0, 1, 2)) -> float:
+    """Mean pairwise AMI between k-means runs of x with different seeds (>= 2 seeds)."""
+    a = to_numpy64(x)
+    k = _check_clusters(n_clusters, a.shape[0])
+    return _mean_pairwise_ami([kmeans_labels(a, k, s) for s in _check_seeds(seeds, 2)])
+
+
+def _check_labels(labels: ArrayLike, name: str, n: Optional[int] = None) -> np.ndarray:
+    arr = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels)
+    if arr.ndim != 1:
+        raise MetricInputError(f"{name} must be 1-D, got ndim={arr.ndim}")
+    if n is not None and arr.shape[0] != n:
+        raise MetricInputError(f"{name} must have one label per sample (N={n}), got {arr.shape[0]}")
+    return arr
+
+
+def checkpoint_agreement(labels_prev: ArrayLike, labels_now: ArrayLike) -> float:
+    """AMI between the k-means labels of the same samples at two successive checkpoints."""
+    prev = _check_labels(labels_prev, "labels_prev")
+    now = _check_labels(labels_now, "labels_now", prev.shape[0])
+    return float(adjusted_mutual_info_score(prev, now))
+
+
+def monitoring_metrics(
+    x: ArrayLike,
+    n_clusters: int,
+    seeds: Sequence[int] = (0, 1, 2),
+    previous_labels: Optional[ArrayLike] = None,
+) -> tuple[dict[str, float], np.ndarray]:
+    """All label-free monitoring metrics of one checkpoint, sharing the k-means runs.
+
+    Returns ``({"silhouette", "ami", ["ami_checkpoint"], "entropy"}, labels)``: silhouette is the
+    mean over seeds, ami the mean pairwise AMI between seeds (NaN with a single seed),
+    ami_checkpoint the AMI between ``previous_labels`` and this checkpoint's first-seed labels,
+    which are returned to be passed as ``previous_labels`` next time.
+    """
+    a = to_numpy64(x)
+    k = _check_clusters(n_clusters, a.shape[0])
+    seed_list = _check_seeds(seeds, 1)
+    prev = None if previous_labels is None else _check_labels(previous_labels, "previous_labels", a.shape[0])
+    runs = [kmeans_labels(a, k, s) for s in seed_list]
+    out = {
+        "silhouette": float(np.mean([_silhouette(a, lab, s) for lab, s in zip(runs, seed_list)])),
+        "ami": _mean_pairwise_ami(runs) if len(runs) > 1 else float("nan"),
+    }
+    if prev is not None:
+        out["ami_checkpoint"] = float(adjusted_mutual_info_score(prev, runs[0]))
+    out["entropy"] = embedding_entropy(a)
+    return out, runs[0]
