@@ -1,0 +1,88 @@
+"""The launcher side of the asynchronous sweep: ``submit(job_overrides, idx) -> TrialHandle``.
+
+Hydra's ``Launcher.launch`` runs a batch and returns when all of it is done (a barrier). Our launchers also
+``submit`` single trials and hand back a handle the sweeper polls, so a new trial starts as soon as any one ends.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Optional, Protocol, runtime_checkable
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.launcher import Launcher
+from omegaconf import DictConfig
+
+from sweep.launch.trial import TrialPayload, compose_trial_config, pinned_sweep_dir_override
+from sweep.study.outcome import COMPLETED, TrialOutcome
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class TrialHandle(Protocol):
+    job_id: str
+    run_dir: str
+
+    def done(self) -> bool: ...
+    def result(self) -> TrialOutcome: ...
+    def cancel(self) -> None: ...
+
+
+class TrialLauncher(Launcher):
+    """Shared Hydra plumbing; a backend implements ``_start(payloads) -> handles``."""
+
+    in_process = False  # the payload needs Hydra's singleton state only in another process
+
+    def __init__(self) -> None:
+        self.hydra_context: Any = None
+        self.task_function: Optional[Callable[[Any], Any]] = None
+        self.config: Optional[DictConfig] = None
+
+    def setup(self, *, hydra_context: Any, task_function: Callable[[Any], Any], config: DictConfig) -> None:
+        self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+
+    @property
+    def sweep_dir(self) -> Path:
+        assert self.config is not None, "launcher used before setup()"
+        return Path(str(self.config.hydra.sweep.dir)).absolute()
+
+    def payload(self, job_overrides: Sequence[str], idx: int, env: Mapping[str, str] | None = None) -> TrialPayload:
+        assert self.config is not None and self.task_function is not None, "launcher used before setup()"
+        overrides = [pinned_sweep_dir_override(self.config), *job_overrides]
+        cfg = compose_trial_config(self.hydra_context, self.config, overrides, idx)
+        state = None
+        if not self.in_process:
+            from hydra.core.singleton import Singleton
+
+            state = Singleton.get_state()
+        return TrialPayload(self.hydra_context, self.task_function, cfg, state, dict(env or {}))
+
+    def submit(self, job_overrides: Sequence[str], idx: int, env: Mapping[str, str] | None = None) -> TrialHandle:
+        return self.submit_batch([(job_overrides, idx)], [env or {}])[0]
+
+    def submit_batch(self, jobs: Sequence[tuple[Sequence[str], int]],
+                     envs: Sequence[Mapping[str, str]] | None = None) -> list[TrialHandle]:
+        """Submit several trials at once (one SLURM job array for the SLURM launcher)."""
+        envs = list(envs) if envs is not None else [{} for _ in jobs]
+        payloads = [self.payload(overrides, idx, env) for (overrides, idx), env in zip(jobs, envs)]
+        return self._start(payloads, [idx for _, idx in jobs])
+
+    def _start(self, payloads: list[TrialPayload], idxs: list[int]) -> list[TrialHandle]:
+        raise NotImplementedError
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Hydra's batch API (used by plain ``-m`` sweeps with other sweepers): submit all, wait for all."""
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        handles = self.submit_batch([(list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)])
+        return [_job_return(list(o), h.result()) for o, h in zip(job_overrides, handles)]
+
+
+def _job_return(overrides: list[str], outcome: TrialOutcome) -> JobReturn:
+    ret = JobReturn(overrides=overrides)
+    if outcome.status == COMPLETED:
+        ret.status, ret.return_value = JobStatus.COMPLETED, outcome.record
+    else:
+        ret.status, ret.return_value = JobStatus.FAILED, RuntimeError(outcome.failure_reason or outcome.status)
+    return ret

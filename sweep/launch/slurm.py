@@ -1,0 +1,124 @@
+"""SLURM launcher on submitit: trials as SLURM jobs, the first ``n_jobs`` as ONE job array.
+
+The job callable is a ``submitit.helpers.Checkpointable``: on preemption or timeout submitit calls its
+``checkpoint`` and requeues the same payload; the trial config (pinned sweep dir, job num = trial number) gives
+the same run dir, where the train job finds ``checkpoints/last.pt`` and resumes.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Optional
+
+import submitit
+
+from sweep.launch.base import TrialHandle, TrialLauncher
+from sweep.launch.trial import TrialPayload, execute_trial
+from sweep.study.outcome import TrialOutcome, outcome_from_exception
+
+log = logging.getLogger(__name__)
+FAILED_STATES = ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
+                 "DEADLINE", "INTERRUPTED")
+
+
+class TrialJob(submitit.helpers.Checkpointable):
+    """What runs on the node. ``checkpoint`` (inherited) resubmits ``self`` with the same payload."""
+
+    def __call__(self, payload: TrialPayload) -> TrialOutcome:
+        return execute_trial(payload)
+
+
+class SubmititHandle:
+    def __init__(self, job: submitit.Job, run_dir: str, results_timeout_s: float) -> None:
+        self.job, self.run_dir = job, run_dir
+        self.job._results_timeout_s = results_timeout_s  # submitit waits 15 s for a crashed job's result file
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job.job_id)
+
+    def done(self) -> bool:
+        return self.job.done()
+
+    def result(self) -> TrialOutcome:
+        try:
+            value = self.job.result()
+        except Exception as err:  # noqa: BLE001 - FailedJobError/UncompletedJobError: the job died outside Python
+            state = _safe_state(self.job)
+            outcome = outcome_from_exception(err)
+            outcome.failure_reason = f"crashed: job {self.job_id} state {state}; {outcome.failure_reason}"[:600]
+            return outcome
+        return value if isinstance(value, TrialOutcome) else outcome_from_exception(
+            TypeError(f"job returned {type(value).__name__}, expected TrialOutcome"))
+
+    def cancel(self) -> None:
+        self.job.cancel(check=False)
+
+
+def _safe_state(job: submitit.Job) -> str:
+    try:
+        return str(job.state)
+    except Exception:  # noqa: BLE001 - sacct unreachable: the state is only for the message
+        return "UNKNOWN"
+
+
+def slurm_parameters(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Our launcher fields -> submitit AutoExecutor parameters (None = leave submitit's default)."""
+    mapping = {
+        "timeout_min": "timeout_min", "mem_gb": "mem_gb", "cpus_per_task": "cpus_per_task",
+        "gpus_per_node": "gpus_per_node", "nodes": "nodes", "tasks_per_node": "tasks_per_node",
+        "partition": "slurm_partition", "account": "slurm_account", "qos": "slurm_qos",
+        "array_parallelism": "slurm_array_parallelism", "additional_parameters": "slurm_additional_parameters",
+        "setup": "slurm_setup", "signal_delay_s": "slurm_signal_delay_s", "constraint": "slurm_constraint",
+        "exclude": "slurm_exclude", "srun_args": "slurm_srun_args", "name": "name",
+    }
+    params = {mapping[k]: _plain(v) for k, v in cfg.items() if k in mapping and v is not None}
+    if cfg.get("preempt_signal"):
+        # NCCL uses SIGUSR1; submitit reads SUBMITIT_PREEMPT_SIGNAL in the job to know which signal to trap.
+        setup = list(params.get("slurm_setup") or [])
+        params["slurm_setup"] = [f"export SUBMITIT_PREEMPT_SIGNAL={cfg['preempt_signal']}", *setup]
+    return params
+
+
+def _plain(value: Any) -> Any:
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def build_executor(folder: Path | str, cluster: Optional[str], params: Mapping[str, Any],
+                   max_num_timeout: int = 3) -> submitit.AutoExecutor:
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster, slurm_max_num_timeout=max_num_timeout)
+    if executor.cluster != "slurm":
+        params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+    executor.update_parameters(**params)
+    return executor
+
+
+class SlurmLauncher(TrialLauncher):
+    def __init__(self, cluster: Optional[str] = "slurm", submitit_folder: Optional[str] = None,
+                 max_num_timeout: int = 3, results_timeout_s: float = 5.0, **params: Any) -> None:
+        super().__init__()
+        self.cluster, self.submitit_folder = cluster, submitit_folder
+        self.max_num_timeout, self.results_timeout_s = max_num_timeout, results_timeout_s
+        self.params = slurm_parameters(params)
+        self._executor: Optional[submitit.AutoExecutor] = None
+
+    @property
+    def executor(self) -> submitit.AutoExecutor:
+        if self._executor is None:
+            folder = self.submitit_folder or str(self.sweep_dir / ".submitit" / "%j")
+            self._executor = build_executor(folder, self.cluster, self.params, self.max_num_timeout)
+        return self._executor
+
+    def _start(self, payloads: list[TrialPayload], idxs: list[int]) -> list[TrialHandle]:
+        executor = self.executor
+        if len(payloads) == 1:
+            jobs = [executor.submit(TrialJob(), payloads[0])]
+        else:
+            with executor.batch():  # one job array for the whole batch
+                pending = [executor.submit(TrialJob(), p) for p in payloads]
+            jobs = list(pending)
+        log.info("submitted trials %s as job(s) %s", idxs, [j.job_id for j in jobs])
+        return [SubmititHandle(j, p.run_dir, self.results_timeout_s) for j, p in zip(jobs, payloads)]

@@ -1,0 +1,115 @@
+"""Running one trial as Hydra runs a job: compose in the driver, ``run_job`` in the worker.
+
+The payload holds what the worker needs (as hydra-submitit-launcher pickles its launcher): the Hydra context,
+the task function, the composed trial config and Hydra's singleton state (ConfigStore, plugins). The worker
+returns a ``TrialOutcome`` value; it never lets an exception cross the process boundary.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from sweep.study.outcome import TrialOutcome, outcome_from_exception, outcome_from_return
+
+JOB_DIR_KEY, JOB_SUBDIR_KEY = "hydra.sweep.dir", "hydra.sweep.subdir"
+
+
+@dataclass
+class TrialPayload:
+    hydra_context: Any
+    task_function: Callable[[Any], Any]
+    config: DictConfig
+    singleton_state: Optional[dict[Any, Any]] = None  # set when the job runs in another process
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> str:
+        return trial_run_dir(self.config)
+
+
+def pinned_sweep_dir_override(config: DictConfig) -> str:
+    """``hydra.sweep.dir=<resolved once>``: the default dir holds ``${now:...}``, which would resolve differently
+    in each worker and on each requeue; pinned, a trial's run dir is stable."""
+    return f"hydra.sweep.dir='{_escape(str(Path(str(config.hydra.sweep.dir)).absolute()))}'"
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def compose_trial_config(hydra_context: Any, config: DictConfig, overrides: list[str], idx: int) -> DictConfig:
+    """The trial's full config (Hydra's own composition: config groups, struct checks) with job num/id = idx."""
+    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    with open_dict(sweep_config.hydra.job) as job:
+        job.id = f"trial_{idx}"
+        job.num = idx
+    return sweep_config
+
+
+def trial_run_dir(config: DictConfig) -> str:
+    """``<hydra.sweep.dir>/<hydra.sweep.subdir>`` of a composed trial config (resolved without HydraConfig)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(config)
+    try:
+        return str(Path(str(OmegaConf.select(config, JOB_DIR_KEY))) / str(OmegaConf.select(config, JOB_SUBDIR_KEY)))
+    finally:
+        if previous is not None:
+            HydraConfig.instance().cfg = previous
+
+
+def execute_trial(payload: TrialPayload) -> TrialOutcome:
+    """Run the task like Hydra does (output dir, HydraConfig, callbacks) and turn whatever happens into an outcome."""
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import JobStatus, run_job, setup_globals
+
+    if payload.singleton_state is not None:
+        Singleton.set_state(payload.singleton_state)
+    setup_globals()
+    saved = {k: os.environ.get(k) for k in payload.env}
+    os.environ.update(payload.env)
+    try:
+        ret = run_job(hydra_context=payload.hydra_context, task_function=payload.task_function,
+                      config=payload.config, job_dir_key=JOB_DIR_KEY, job_subdir_key=JOB_SUBDIR_KEY)
+        if ret.status == JobStatus.COMPLETED:
+            outcome = outcome_from_return(ret.return_value)
+        else:
+            outcome = outcome_from_exception(ret._return_value)
+    except SystemExit as err:
+        if os.environ.get("SLURM_JOB_ID"):
+            raise  # submitit ends a preempted / timed-out job with sys.exit after requeueing it: let it
+        outcome = outcome_from_exception(err)
+    except BaseException as err:  # noqa: BLE001 - a trial must come back as a value (KeyboardInterrupt too)
+        outcome = outcome_from_exception(err)
+    finally:
+        _restore_env(saved)
+    return with_record_file(outcome, payload.run_dir)
+
+
+def _restore_env(saved: Mapping[str, Optional[str]]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def with_record_file(outcome: TrialOutcome, run_dir: str) -> TrialOutcome:
+    """Every trial with a record gets ``<run_dir>/result.json`` (the train job writes its own; foreign tasks
+    get one written here), so ``record_path`` always points at a file."""
+    has_record = bool(outcome.record)
+    outcome.record.setdefault("run_dir", run_dir)
+    path = Path(outcome.record.get("record_path") or Path(run_dir) / "result.json")
+    if has_record and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(outcome.record, indent=1, default=str, allow_nan=True))
+    if path.exists():
+        outcome.record["record_path"] = str(path)
+    return outcome

@@ -1,0 +1,90 @@
+"""Objectives: which numbers of a trial's result record Optuna optimises, and in which direction.
+
+``{metric: rankme, direction: maximize}`` optimises a metric as is; ``{metric: alpha, target: 1.0}`` minimises
+``|alpha - target|`` (alpha-ReQ: representations whose eigenspectrum decays like 1/k generalise best). Several
+objectives make a multi-objective study with one direction per objective (NSGA-II for RankMe + alpha).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+DIRECTIONS = ("maximize", "minimize")
+
+
+class ObjectiveError(ValueError):
+    """A bad objective spec, or a record that lacks a usable value for one."""
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: str = "maximize"
+    target: Optional[float] = None
+
+    @property
+    def label(self) -> str:
+        return self.metric if self.target is None else f"|{self.metric}-{self.target:g}|"
+
+    def value(self, metrics: Mapping[str, Any]) -> float:
+        """The objective value from a record's metrics; ObjectiveError when it is missing or not finite."""
+        if self.metric not in metrics or metrics[self.metric] is None:
+            raise ObjectiveError(f"missing_metric: the record has no value for '{self.metric}' "
+                                 f"(metrics present: {sorted(k for k, v in metrics.items() if v is not None)})")
+        try:
+            raw = float(metrics[self.metric])
+        except (TypeError, ValueError):
+            raise ObjectiveError(f"bad_metric: '{self.metric}' = {metrics[self.metric]!r} is not a number") from None
+        if not math.isfinite(raw):
+            raise ObjectiveError(f"nan_metric: '{self.metric}' = {raw} is not finite")
+        return raw if self.target is None else abs(raw - self.target)
+
+
+def parse_objectives(raw: Sequence[Mapping[str, Any]] | None) -> list[Objective]:
+    """Validate the sweeper's ``objectives`` list; an objective with a target is always minimised."""
+    if not raw:
+        raise ObjectiveError("objectives: needs at least one entry, e.g. [{metric: rankme, direction: maximize}]")
+    out = [_parse_one(i, spec) for i, spec in enumerate(raw)]
+    labels = [o.label for o in out]
+    if len(set(labels)) != len(labels):
+        raise ObjectiveError(f"objectives: duplicate entries {labels}")
+    return out
+
+
+def _parse_one(index: int, spec: Mapping[str, Any]) -> Objective:
+    if not isinstance(spec, Mapping):
+        raise ObjectiveError(f"objectives[{index}]: expected a mapping {{metric, direction | target}}, got {spec!r}")
+    unknown = sorted(set(spec) - {"metric", "direction", "target"})
+    if unknown:
+        raise ObjectiveError(f"objectives[{index}]: unknown key(s) {unknown}; allowed: metric, direction, target")
+    metric = spec.get("metric")
+    if not isinstance(metric, str) or not metric:
+        raise ObjectiveError(f"objectives[{index}].metric: a metric name of the result record is required "
+                             f"(e.g. rankme, alpha), got {metric!r}")
+    target = spec.get("target")
+    direction = spec.get("direction")
+    if target is not None:
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target):
+            raise ObjectiveError(f"objectives[{index}].target: a finite number, got {target!r}")
+        if direction not in (None, "minimize"):
+            raise ObjectiveError(f"objectives[{index}]: with a target the objective |{metric} - target| is "
+                                 f"minimised; direction must be minimize or left out, got {direction!r}")
+        return Objective(metric=metric, direction="minimize", target=float(target))
+    direction = direction or "maximize"
+    if direction not in DIRECTIONS:
+        raise ObjectiveError(f"objectives[{index}].direction={direction!r}: allowed values are {DIRECTIONS}")
+    return Objective(metric=metric, direction=direction)
+
+
+def directions(objectives: Sequence[Objective]) -> list[str]:
+    return [o.direction for o in objectives]
+
+
+def objective_values(objectives: Sequence[Objective], record: Mapping[str, Any]) -> list[float]:
+    """Values to ``tell`` Optuna, from a completed record's ``metrics`` mapping."""
+    metrics = record.get("metrics") or {}
+    if not isinstance(metrics, Mapping):
+        raise ObjectiveError(f"bad_record: 'metrics' must be a mapping, got {type(metrics).__name__}")
+    return [o.value(metrics) for o in objectives]

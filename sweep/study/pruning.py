@@ -1,0 +1,72 @@
+"""Pruning from inside a trial job: the job reports intermediate values (RankMe/alpha per epoch) and stops early.
+
+The launcher puts the trial's coordinates into the job's environment; ``reporter_from_env()`` gives ``None``
+outside a sweep, so the training job can call it unconditionally. A pruned job RETURNS ``pruned_record(...)``
+(never raises: submitit loses exception types); the sweeper tells it PRUNED.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import optuna
+
+from sweep.study.outcome import PRUNED
+
+ENV_STORAGE, ENV_STUDY, ENV_TRIAL_ID, ENV_TRIAL_NUMBER, ENV_PRUNER = (
+    "SWEEP_STUDY_STORAGE", "SWEEP_STUDY_NAME", "SWEEP_TRIAL_ID", "SWEEP_TRIAL_NUMBER", "SWEEP_PRUNER")
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Where a trial lives: enough for a job in another process to report to the study."""
+
+    storage_url: str
+    study_name: str
+    trial_id: int
+    trial_number: int
+    pruner: Optional[dict[str, Any]] = None  # {"name": ..., "options": {...}}
+
+    def to_env(self) -> dict[str, str]:
+        return {ENV_STORAGE: self.storage_url, ENV_STUDY: self.study_name, ENV_TRIAL_ID: str(self.trial_id),
+                ENV_TRIAL_NUMBER: str(self.trial_number), ENV_PRUNER: json.dumps(self.pruner or {})}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Optional["TrialContext"]:
+        env = os.environ if env is None else env
+        if ENV_STUDY not in env or ENV_TRIAL_ID not in env:
+            return None
+        return cls(env[ENV_STORAGE], env[ENV_STUDY], int(env[ENV_TRIAL_ID]), int(env[ENV_TRIAL_NUMBER]),
+                   json.loads(env.get(ENV_PRUNER) or "{}") or None)
+
+
+class TrialReporter:
+    """``report(value, step) -> should_prune`` for the trial this job runs."""
+
+    def __init__(self, ctx: TrialContext) -> None:
+        from sweep.study.samplers import make_pruner
+        from sweep.study.storage import make_storage
+
+        pruner = make_pruner((ctx.pruner or {}).get("name"), (ctx.pruner or {}).get("options"))
+        self.context = ctx
+        self.study = optuna.load_study(study_name=ctx.study_name, storage=make_storage(ctx.storage_url),
+                                       pruner=pruner)
+        self.trial = optuna.trial.Trial(self.study, ctx.trial_id)
+
+    def report(self, value: float, step: int) -> bool:
+        self.trial.report(float(value), int(step))
+        return self.trial.should_prune()
+
+
+def reporter_from_env() -> Optional[TrialReporter]:
+    ctx = TrialContext.from_env()
+    return None if ctx is None else TrialReporter(ctx)
+
+
+def pruned_record(step: int, value: float | None = None, **extra: Any) -> dict[str, Any]:
+    """The marker a pruned job returns: a result record with status ``pruned``."""
+    return {"status": PRUNED, "failure_reason": f"pruned at step {step}" + ("" if value is None else f" ({value:.4g})"),
+            "metrics": {}, **extra}

@@ -1,0 +1,74 @@
+"""The trials table (study -> selection -> report) and its export to parquet + CSV.
+
+One row per trial: ``trial``, ``state``, ``method``, ``params_<name>``, one column per metric of the record,
+``objective_0..k``, ``record_path``, ``run_dir``, ``failure_reason`` (plus ``job_id``, ``duration_s``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
+
+from sweep.study.progress import progress_line as _progress_line
+from sweep.study.storage import as_storage
+
+METRIC_PREFIX = "metric_"  # user attrs holding the record's metrics
+BASE_COLUMNS = ["trial", "state", "method"]
+TAIL_COLUMNS = ["record_path", "run_dir", "job_id", "failure_reason", "duration_s"]
+
+
+def load_study(storage: str | BaseStorage | None, study_name: str) -> optuna.Study:
+    return optuna.load_study(study_name=study_name, storage=as_storage(storage))
+
+
+def trial_row(trial: FrozenTrial, n_objectives: int) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name, "method": attrs.get("method")}
+    row.update({f"params_{k}": v for k, v in trial.params.items()})
+    row.update({k[len(METRIC_PREFIX):]: v for k, v in attrs.items() if k.startswith(METRIC_PREFIX)})
+    values = trial.values or [None] * n_objectives
+    row.update({f"objective_{i}": v for i, v in enumerate(values)})
+    for key in TAIL_COLUMNS[:-1]:
+        row[key] = attrs.get(key)
+    row["duration_s"] = trial.duration.total_seconds() if trial.duration is not None else None
+    return row
+
+
+def trials_dataframe(storage: str | BaseStorage | None, study_name: str) -> pd.DataFrame:
+    """All trials of a study as the table in docs/ARCHITECTURE.md (columns stable even with no trial)."""
+    study = load_study(storage, study_name)
+    n_obj = len(study.directions)
+    rows = [trial_row(t, n_obj) for t in study.get_trials(deepcopy=False)]
+    frame = pd.DataFrame(rows)
+    fixed = BASE_COLUMNS + [f"objective_{i}" for i in range(n_obj)] + TAIL_COLUMNS
+    for col in fixed:
+        if col not in frame.columns:
+            frame[col] = pd.Series(dtype="object")
+    params = sorted(c for c in frame.columns if c.startswith("params_"))
+    metrics = sorted(c for c in frame.columns if c not in fixed and c not in params)
+    order = BASE_COLUMNS + params + metrics + [f"objective_{i}" for i in range(n_obj)] + TAIL_COLUMNS
+    return frame[order].sort_values("trial", kind="stable").reset_index(drop=True)
+
+
+def export_results(storage: str | BaseStorage | None, study_name: str, out: Path) -> dict[str, Path]:
+    """Write ``<out>/trials.parquet`` and ``<out>/trials.csv``; returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = trials_dataframe(storage, study_name)
+    paths = {"parquet": out / "trials.parquet", "csv": out / "trials.csv"}
+    frame.to_parquet(paths["parquet"], index=False)
+    frame.to_csv(paths["csv"], index=False)
+    return paths
+
+
+def progress_line(storage: str | BaseStorage | None, study_name: str) -> str:
+    """The driver's progress line for a stored study (``sweep results --progress``), labels and target count
+    taken from the study's user attrs."""
+    study = load_study(storage, study_name)
+    n_obj = len(study.directions)
+    labels = study.user_attrs.get("objectives") or [f"objective_{i}" for i in range(n_obj)]
+    return _progress_line(study.get_trials(deepcopy=False), study.directions, labels, study.user_attrs.get("n_trials"))

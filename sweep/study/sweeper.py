@@ -1,0 +1,504 @@
+"""The asynchronous ask/tell sweep driver behind ``hydra/sweeper=sweep_optuna``.
+
+Keeps ``n_jobs`` trials in flight and asks a new one as soon as ANY finishes (no batch barrier); failed trials
+are told FAIL with their reason and never stop the sweep unless the failure ratio is exceeded; ``n_trials`` is
+the study's TOTAL (a re-run tops up); trials of a dead driver are failed and requeued (see ``resume``).
+Everything that can be wrong with the space, the objectives or the composed configs is checked before the first
+job is submitted.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import optuna
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from optuna.trial import Trial, TrialState
+
+from sweep.launch.trial import compose_trial_config, trial_run_dir, with_record_file
+from sweep.study import resume
+from sweep.study.objectives import Objective, ObjectiveError, directions, objective_values, parse_objectives
+from sweep.study.outcome import COMPLETED, FAILED, PRUNED, TrialOutcome, outcome_from_exception
+from sweep.study.progress import progress_line
+from sweep.study.pruning import TrialContext
+from sweep.study.results import METRIC_PREFIX, export_results
+from sweep.study.samplers import SamplerConfigError, derive_seed, make_pruner, make_sampler
+from sweep.study.search_space import SearchSpace, format_override_value, parse_search_space, to_overrides
+from sweep.study.storage import make_storage, normalize_storage_url
+
+log = logging.getLogger("sweep.study")
+DEFAULT_VALIDATE_FN = "sweep.config.validate.validate_train_config"
+SWEEP_INFO_FILE = "sweep_study.json"
+
+
+class SweepConfigError(ValueError):
+    """The sweep cannot start: bad sweeper settings, override, search space or composed trial config."""
+
+
+class SweepAbortedError(RuntimeError):
+    """Too many trials failed (``max_failure_ratio``)."""
+
+
+@dataclass
+class SweepSettings:
+    """The sweeper config as plain values (see hydra_plugins.sweep_plugins.config for the documented fields)."""
+
+    study_name: Optional[str] = None
+    storage: Optional[str] = None
+    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe", "seed": None, "options": {}})
+    objectives: list[dict[str, Any]] = field(default_factory=lambda: [{"metric": "rankme"}])
+    n_trials: int = 20
+    n_jobs: int = 1
+    max_failure_ratio: float = 0.5
+    min_finished_before_abort: int = 5
+    pruner: Optional[dict[str, Any]] = None
+    search_space: dict[str, Any] = field(default_factory=dict)
+    validate_fn: Optional[str] = DEFAULT_VALIDATE_FN
+    validate_configs: bool = True
+    dedupe: bool = True
+    poll_interval_s: float = 0.05
+    assume_foreign_drivers_dead: bool = True
+    export_results: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "SweepSettings":
+        plain = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+                 for k, v in (cfg.items() if not isinstance(cfg, DictConfig) else
+                              OmegaConf.to_container(cfg, resolve=True).items())}
+        plain = {k: v for k, v in plain.items() if k != "_target_"}
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(plain) - known)
+        if unknown:
+            raise SweepConfigError(f"hydra.sweeper: unknown key(s) {unknown}; allowed: {sorted(known)}")
+        settings = cls(**plain)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if not isinstance(self.n_trials, int) or self.n_trials < 1:
+            raise SweepConfigError(f"hydra.sweeper.n_trials={self.n_trials!r}: must be an integer >= 1 "
+                                   f"(the study's total, counted across re-runs)")
+        if not isinstance(self.n_jobs, int) or self.n_jobs < 1:
+            raise SweepConfigError(f"hydra.sweeper.n_jobs={self.n_jobs!r}: must be an integer >= 1")
+        if not 0.0 <= float(self.max_failure_ratio) <= 1.0:
+            raise SweepConfigError(f"hydra.sweeper.max_failure_ratio={self.max_failure_ratio}: must be in [0, 1]")
+        if self.min_finished_before_abort < 1:
+            raise SweepConfigError("hydra.sweeper.min_finished_before_abort: must be >= 1")
+
+
+@dataclass
+class _Running:
+    trial: Trial
+    handle: Any
+    params: dict[str, Any]
+
+
+class AskTellSweeper:
+    """Hydra sweeper implementation (the plugin front delegates here)."""
+
+    def __init__(self, settings: SweepSettings) -> None:
+        self.settings = settings
+        self.hydra_context: Any = None
+        self.task_function: Optional[Callable[[Any], Any]] = None
+        self.config: Optional[DictConfig] = None
+        self.launcher: Any = None
+        self.me = resume.DriverInfo.current()
+
+    def setup(self, *, hydra_context: Any, task_function: Callable[[Any], Any], config: DictConfig) -> None:
+        self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+
+    # ------------------------------------------------------------------ checks before anything runs
+    def prepare(self, arguments: Sequence[str]) -> tuple[list[str], SearchSpace, list[Objective]]:
+        fixed = fixed_overrides(arguments)
+        s = self.settings
+        try:
+            space = parse_search_space(s.search_space)
+            objectives = parse_objectives(s.objectives)
+            sampler_name = (s.sampler or {}).get("name", "tpe")
+            make_sampler(sampler_name, (s.sampler or {}).get("seed"), (s.sampler or {}).get("options"),
+                         space, len(objectives))
+            make_pruner((s.pruner or {}).get("name"), (s.pruner or {}).get("options"))
+        except (ValueError, SamplerConfigError) as err:
+            raise SweepConfigError(str(err)) from None
+        clash = sorted({o.split("=", 1)[0].lstrip("+~") for o in fixed} & set(space.names))
+        if clash:
+            raise SweepConfigError(f"override(s) {clash} are also in the search space; remove them from the "
+                                   f"command line or from hydra.sweeper.search_space")
+        if len(objectives) > 1 and (s.pruner or {}).get("name", "none") not in (None, "none"):
+            raise SweepConfigError("hydra.sweeper.pruner: Optuna cannot prune multi-objective studies; "
+                                   "use pruner.name=none with several objectives")
+        if s.validate_configs:
+            self.validate_trial_configs(fixed, space)
+        return fixed, space, objectives
+
+    def validate_trial_configs(self, fixed: list[str], space: SearchSpace) -> int:
+        """Compose (and validate with the hook) one config per categorical combination at both numeric ends."""
+        hook = load_validate_fn(self.settings.validate_fn)
+        count = 0
+        for assignment in space.boundary_assignments():
+            overrides = [*fixed, *to_overrides(assignment)]
+            try:
+                cfg = compose_trial_config(self.hydra_context, self.config, overrides, idx=0)
+            except Exception as err:  # noqa: BLE001 - Hydra raises several types; all mean "cannot compose"
+                raise SweepConfigError(_compose_error(assignment, overrides, err, space)) from None
+            if hook is not None:
+                task_cfg = job_config(cfg)
+                try:
+                    hook(task_cfg)
+                except Exception as err:  # noqa: BLE001 - a validator's ValueError/ConfigError
+                    raise SweepConfigError(f"trial config for {assignment} rejected by "
+                                           f"{self.settings.validate_fn}: {err}") from None
+            count += 1
+        log.info("[sweep] validated %d composed trial configs before submitting", count)
+        return count
+
+    # ------------------------------------------------------------------ the sweep
+    def sweep(self, arguments: Sequence[str]) -> optuna.Study:
+        assert self.config is not None, "sweeper used before setup()"
+        fixed, space, objectives = self.prepare(arguments)
+        study, storage_url = self.open_study(objectives)
+        sampler_cfg = self.settings.sampler or {}
+        n_existing = len(study.get_trials(deepcopy=False))
+        study.sampler = make_sampler(sampler_cfg.get("name", "tpe"), derive_seed(sampler_cfg.get("seed"), n_existing),
+                                     sampler_cfg.get("options"), space, len(objectives))
+        study.set_user_attr("sampler", type(study.sampler).__name__)
+        n_trials = self.capped_n_trials(space)
+        self.launcher = self._instantiate_launcher()
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
+        self._write_sweep_info(sweep_dir, storage_url, study.study_name)
+        loop = _Loop(self, study, storage_url, space, objectives, fixed, n_trials)
+        try:
+            loop.run()
+        finally:
+            if self.settings.export_results:
+                export_results(study._storage, study.study_name, sweep_dir)
+        return study
+
+    def open_study(self, objectives: list[Objective]) -> tuple[optuna.Study, str]:
+        assert self.config is not None
+        base_dir = _original_cwd(self.config)
+        storage_url = normalize_storage_url(self.settings.storage, base_dir)
+        name = self.settings.study_name or str(self.config.hydra.job.name)
+        study = optuna.create_study(study_name=name, storage=make_storage(storage_url), load_if_exists=True,
+                                    directions=directions(objectives))
+        wanted = [d.upper() for d in directions(objectives)]
+        have = [d.name for d in study.directions]
+        if have != wanted:
+            raise SweepConfigError(f"study '{name}' in {storage_url} has directions {have}, the objectives ask for "
+                                   f"{wanted}; use another hydra.sweeper.study_name")
+        resume.claim_study(study, self.me, self.settings.assume_foreign_drivers_dead)
+        study.set_user_attr("objectives", [o.label for o in objectives])
+        study.set_user_attr("n_trials", self.settings.n_trials)
+        moves = resume.recover_lost_trials(study, self.me, self.settings.assume_foreign_drivers_dead)
+        for lost, new in moves:
+            log.warning("[sweep] trial %d was RUNNING under a dead driver: failed and requeued as trial %d", lost, new)
+        return study, storage_url
+
+    def capped_n_trials(self, space: SearchSpace) -> int:
+        n = self.settings.n_trials
+        if (self.settings.sampler or {}).get("name") == "grid" and n > space.grid_size():
+            log.warning("[sweep] n_trials=%d > grid size %d: running the grid once", n, space.grid_size())
+            return space.grid_size()
+        return n
+
+    def _instantiate_launcher(self) -> Any:
+        from hydra.core.plugins import Plugins
+
+        return Plugins.instance().instantiate_launcher(hydra_context=self.hydra_context,
+                                                       task_function=self.task_function, config=self.config)
+
+    def _write_sweep_info(self, sweep_dir: Path, storage_url: str, study_name: str) -> None:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        info = {"storage": storage_url, "study_name": study_name, **self.me.as_attrs()}
+        (sweep_dir / SWEEP_INFO_FILE).write_text(json.dumps(info, indent=1))
+
+
+class _Loop:
+    """The ask -> submit -> poll -> tell loop of one driver run."""
+
+    def __init__(self, sweeper: AskTellSweeper, study: optuna.Study, storage_url: str, space: SearchSpace,
+                 objectives: list[Objective], fixed: list[str], n_trials: int) -> None:
+        self.sweeper, self.settings, self.study = sweeper, sweeper.settings, study
+        self.storage_url, self.space, self.objectives, self.fixed = storage_url, space, objectives, fixed
+        self.n_trials, self.launcher = n_trials, sweeper.launcher
+        self.running: dict[int, _Running] = {}
+        self.labels = [o.label for o in objectives]
+        self.finished = resume.finished_params(study.get_trials(deepcopy=False))
+        self.budget = n_trials - sum(1 for t in study.get_trials(deepcopy=False)
+                                     if resume.is_counted(t) and t.state != TrialState.WAITING)
+
+    def run(self) -> None:
+        if self.budget <= 0:
+            log.info("[sweep] study '%s' already has %d trials (n_trials=%d): nothing to run",
+                     self.study.study_name, self.n_trials - self.budget, self.n_trials)
+            return
+        try:
+            if hasattr(self.launcher, "submit_batch"):
+                self._run_async()
+            else:
+                self._run_batches()
+        except BaseException:
+            self._requeue_running()
+            raise
+
+    # --------------------------------------------------------------- async (our launchers)
+    def _run_async(self) -> None:
+        self._fill(initial=True)
+        while self.running or self.budget > 0:
+            self._fill(initial=False)  # a no-op while every slot is busy
+            finished = [num for num, r in self.running.items() if r.handle.done()]
+            if not finished:
+                time.sleep(self.settings.poll_interval_s)
+                continue
+            for num in finished:
+                run = self.running.pop(num)
+                self._tell(run, _safe_result(run.handle))
+            self._check_failures()
+
+    def _fill(self, initial: bool) -> None:
+        """Ask trials for the free slots; the first fill goes out as one batch (one SLURM array)."""
+        asked: list[tuple[Trial, dict[str, Any]]] = []
+        while self.budget > 0 and len(self.running) + len(asked) < self.settings.n_jobs:
+            item = self._ask()
+            if item is not None:
+                asked.append(item)
+        if not asked:
+            return
+        jobs = [([*self.fixed, *to_overrides(params), *self._resume_overrides(trial)], trial.number)
+                for trial, params in asked]
+        envs = [self._trial_env(trial).to_env() for trial, _ in asked]
+        try:
+            if initial:
+                handles = self.launcher.submit_batch(jobs, envs)
+            else:
+                handles = [self.launcher.submit(overrides, idx, env) for (overrides, idx), env in zip(jobs, envs)]
+        except Exception as err:  # noqa: BLE001 - e.g. sbatch refused the job: the trials fail, the sweep goes on
+            for trial, params in asked:
+                self._tell(_Running(trial, None, params), outcome_from_exception(err, prefix="submit failed"))
+            self._check_failures()
+            return
+        for (trial, params), handle in zip(asked, handles):
+            trial.set_user_attr("job_id", str(handle.job_id))
+            trial.set_user_attr("run_dir", str(handle.run_dir))
+            self.running[trial.number] = _Running(trial, handle, params)
+        log.info(progress_line(self.study.get_trials(deepcopy=False), self.study.directions, self.labels,
+                               self.n_trials))
+
+    def _resume_overrides(self, trial: Trial) -> list[str]:
+        """A requeued trial reuses its lost predecessor's run dir, so the train job resumes from its checkpoint."""
+        source = trial.user_attrs.get("requeued_from")
+        sweep_dir = getattr(self.launcher, "sweep_dir", None) or getattr(getattr(self.launcher, "impl", None),
+                                                                          "sweep_dir", None)
+        if source is None or sweep_dir is None:
+            return []
+        old_dir = self.study.get_trials(deepcopy=False)[int(source)].user_attrs.get("run_dir")
+        if not old_dir or Path(old_dir).parent != Path(sweep_dir):
+            return []
+        trial.set_user_attr("resumed_run_dir", old_dir)
+        return [f"hydra.sweep.subdir={format_override_value(Path(old_dir).name)}"]
+
+    def _ask(self) -> Optional[tuple[Trial, dict[str, Any]]]:
+        """One new trial, or None when its params duplicate a COMPLETE trial (then told with that result)."""
+        trial = self.study.ask()
+        self.budget -= 1
+        trial.set_user_attr(resume.DRIVER_ATTR, self.sweeper.me.id)
+        params = self.space.suggest(trial)
+        if "method" in params:
+            trial.set_user_attr("method", str(params["method"]))
+        twin = self.finished.get(resume.params_key(params)) if self.settings.dedupe else None
+        if twin is None:
+            return trial, params
+        log.warning("[sweep] trial %d duplicates finished trial %d: reusing its result", trial.number, twin.number)
+        for key, value in twin.user_attrs.items():
+            if key != resume.DRIVER_ATTR:
+                trial.set_user_attr(key, value)
+        trial.set_user_attr("duplicate_of", twin.number)
+        self.study.tell(trial, twin.values)
+        return None
+
+    def _trial_env(self, trial: Trial) -> TrialContext:
+        return TrialContext(self.storage_url, self.study.study_name, trial._trial_id, trial.number,
+                            self.settings.pruner)
+
+    # --------------------------------------------------------------- batches (foreign launchers)
+    def _run_batches(self) -> None:
+        """Hydra's batch ``launch``: a barrier per batch of n_jobs (the best a foreign launcher allows)."""
+        while self.budget > 0:
+            asked = [item for item in (self._ask() for _ in range(min(self.settings.n_jobs, self.budget))) if item]
+            if not asked:
+                continue
+            for trial, params in asked:
+                self.running[trial.number] = _Running(trial, None, params)
+            job_overrides = [[*self.fixed, *to_overrides(params)] for _, params in asked]
+            returns = self.launcher.launch(job_overrides, initial_job_idx=asked[0][0].number)
+            for (trial, params), ret in zip(asked, returns):
+                self._tell(self.running.pop(trial.number), _outcome_from_job_return(ret))
+            self._check_failures()
+
+    # --------------------------------------------------------------- tell
+    def _tell(self, run: _Running, outcome: TrialOutcome) -> None:
+        trial = run.trial
+        for key, value in _record_attrs(outcome).items():
+            trial.set_user_attr(key, value)
+        state, values = TrialState.FAIL, None
+        if outcome.status == COMPLETED:
+            try:
+                values = objective_values(self.objectives, outcome.record)
+                state = TrialState.COMPLETE
+            except ObjectiveError as err:
+                outcome.failure_reason = str(err)
+        elif outcome.status == PRUNED:
+            state = TrialState.PRUNED
+        if state != TrialState.COMPLETE:
+            trial.set_user_attr(resume.FAILURE_REASON, outcome.failure_reason or outcome.status)
+        self.study.tell(trial, values, state=state)
+        if state == TrialState.COMPLETE:
+            self.finished[resume.params_key(run.params)] = self.study._storage.get_trial(trial._trial_id)
+        detail = "" if state == TrialState.COMPLETE else f" ({outcome.failure_reason})"
+        log.info("[sweep] trial %d %s%s", trial.number, state.name, detail)
+        log.info(progress_line(self.study.get_trials(deepcopy=False), self.study.directions, self.labels,
+                               self.n_trials))
+
+    def _check_failures(self) -> None:
+        trials = [t for t in self.study.get_trials(deepcopy=False) if resume.is_counted(t)]
+        done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)]
+        failed = [t for t in done if t.state == TrialState.FAIL]
+        if len(done) < self.settings.min_finished_before_abort or not done:
+            return
+        ratio = len(failed) / len(done)
+        if ratio <= self.settings.max_failure_ratio:
+            return
+        self._cancel_running("cancelled: sweep aborted (max_failure_ratio)")
+        reasons = [f"#{t.number}: {t.user_attrs.get(resume.FAILURE_REASON)}" for t in failed[-3:]]
+        raise SweepAbortedError(
+            f"sweep aborted: {len(failed)} of {len(done)} finished trials failed ({ratio:.0%}) > "
+            f"hydra.sweeper.max_failure_ratio={self.settings.max_failure_ratio}; last failures: {'; '.join(reasons)}")
+
+    def _cancel_running(self, reason: str) -> None:
+        for run in self.running.values():
+            if run.handle is not None:
+                run.handle.cancel()
+            run.trial.set_user_attr(resume.FAILURE_REASON, reason)
+            self.study.tell(run.trial, state=TrialState.FAIL)
+        self.running.clear()
+
+    def _requeue_running(self) -> None:
+        """The driver stops with trials in flight (Ctrl-C, error): cancel them and requeue their params."""
+        for num, run in list(self.running.items()):
+            if run.handle is not None:
+                run.handle.cancel()
+            frozen = self.study._storage.get_trial(run.trial._trial_id)
+            if frozen.state == TrialState.RUNNING:
+                new = resume.requeue(self.study, frozen)
+                log.warning("[sweep] driver stopping: trial %d requeued as trial %d", num, new)
+        self.running.clear()
+
+
+# ----------------------------------------------------------------------------- helpers
+def fixed_overrides(arguments: Sequence[str]) -> list[str]:
+    """Command-line overrides applied to every trial; sweep syntax belongs in the search space."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(arguments))
+    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+    if sweeps:
+        raise SweepConfigError(f"sweep override(s) {sweeps} are not supported by hydra/sweeper=sweep_optuna: "
+                               f"declare them in hydra.sweeper.search_space (or +search_space=<name>)")
+    return [o.input_line for o in parsed]
+
+
+def load_validate_fn(path: Optional[str]) -> Optional[Callable[[DictConfig], Any]]:
+    """``module.attr`` (or ``module:attr``) -> callable. The default hook is skipped when its module is absent."""
+    if not path:
+        return None
+    module_name, _, attr = path.replace(":", ".").rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        if path == DEFAULT_VALIDATE_FN and err.name and DEFAULT_VALIDATE_FN.startswith(err.name):
+            log.warning("[sweep] %s not importable: composed configs are checked by Hydra only", path)
+            return None
+        raise SweepConfigError(f"hydra.sweeper.validate_fn={path!r}: cannot import {module_name} ({err})") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise SweepConfigError(f"hydra.sweeper.validate_fn={path!r}: {module_name} has no callable '{attr}'")
+    return fn
+
+
+def job_config(cfg: DictConfig) -> DictConfig:
+    """The task's view of a composed config: interpolations resolved as in the job, the ``hydra`` node removed."""
+    from hydra.core.hydra_config import HydraConfig
+
+    with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+        cfg.hydra.runtime.output_dir = trial_run_dir(cfg)
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    finally:
+        HydraConfig.instance().cfg = previous
+    plain.pop("hydra", None)
+    return OmegaConf.create(plain)
+
+
+def _compose_error(assignment: Mapping[str, Any], overrides: list[str], err: Exception, space: SearchSpace) -> str:
+    text = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    choices = {p.name: list(p.choices) for p in space.params if p.type == "categorical"}
+    return (f"cannot compose the trial config for {dict(assignment)} (overrides {overrides}): "
+            f"{' '.join(text[:12])}. Categorical choices in the space: {choices}; a param that exists only for "
+            f"some choices needs when: {{<categorical>: [...]}}")
+
+
+def _original_cwd(config: DictConfig) -> str:
+    try:
+        return str(config.hydra.runtime.cwd)
+    except Exception:  # noqa: BLE001 - outside a Hydra run
+        return "."
+
+
+def _safe_result(handle: Any) -> TrialOutcome:
+    try:
+        return handle.result()
+    except Exception as err:  # noqa: BLE001 - a launcher bug must not stop the sweep
+        return outcome_from_exception(err)
+
+
+def _outcome_from_job_return(ret: Any) -> TrialOutcome:
+    from hydra.core.utils import JobStatus
+
+    from sweep.study.outcome import outcome_from_return
+
+    outcome = (outcome_from_return(ret.return_value) if ret.status == JobStatus.COMPLETED
+               else outcome_from_exception(ret._return_value))
+    run_dir = outcome.record.get("run_dir") or getattr(ret, "working_dir", None)
+    return with_record_file(outcome, str(run_dir)) if run_dir else outcome
+
+
+def _record_attrs(outcome: TrialOutcome) -> dict[str, Any]:
+    """User attrs from a record: every metric (non-finite -> None), record_path, run_dir, method."""
+    record = outcome.record or {}
+    attrs: dict[str, Any] = {}
+    for name, value in outcome.metrics.items():
+        attrs[METRIC_PREFIX + name] = _json_number(value)
+    for key in ("record_path", "run_dir", "method"):
+        if record.get(key) is not None:
+            attrs[key] = str(record[key])
+    if outcome.status == FAILED and outcome.failure_reason:
+        attrs[resume.FAILURE_REASON] = outcome.failure_reason
+    return attrs
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    return value if isinstance(value, (str, list, dict)) else str(value)
