@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -71,20 +72,32 @@ def run_readouts(
     trial_ids: Optional[Sequence[int]] = None,
     probe: str = DEFAULT_PROBE,
     knn: Optional[str] = DEFAULT_KNN,
+    max_parallel: Optional[int] = None,
 ) -> pd.DataFrame:
-    """Read out every pending trial as one job each (in parallel where the executor allows), wait, and
-    return all stored readouts. Re-running is cheap: completed records are skipped."""
+    """Read out every pending trial as one job each, at most ``max_parallel`` in flight (all at once when
+    None: right for SLURM, wrong for a 2-core laptop), wait, and return all stored readouts. Re-running is
+    cheap: completed records are skipped."""
     cfg = _cfg_dict(readout_cfg if readout_cfg is not None else ReadoutConfig())
     pending = pending_trials(trials, sweep_dir, trial_ids)
     rows = usable_trials(trials).set_index("trial", drop=False)
-    jobs = []
-    if pending:
-        records = [str(record_path_of(rows.loc[t])) for t in pending]
-        outs = [str(readout_path(sweep_dir, t)) for t in pending]
-        n = len(pending)
-        jobs = executor.map_array(readout_job, pending, records, outs, [cfg] * n, [probe] * n, [knn] * n)
-    for job in jobs:
-        job.result()
+    args = {t: (t, str(record_path_of(rows.loc[t])), str(readout_path(sweep_dir, t)), cfg, probe, knn)
+            for t in pending}
+    if not max_parallel:  # one job array (SLURM) / all at once
+        if args:
+            for job in executor.map_array(readout_job, *zip(*args.values())):
+                job.result()
+        return load_readouts(sweep_dir)
+    queue = list(pending)
+    running: list[Any] = []
+    while queue or running:
+        while queue and len(running) < max_parallel:
+            running.append(executor.submit(readout_job, *args[queue.pop(0)]))
+        finished = [job for job in running if job.done()]
+        for job in finished:
+            job.result()
+            running.remove(job)
+        if running and not finished:
+            time.sleep(0.2)
     return load_readouts(sweep_dir)
 
 

@@ -329,7 +329,8 @@ def plot_monitoring(
     colors = _method_colors(list(monitor.get("method", pd.Series(dtype=str)).astype(str)))
     for ax, metric in zip(axes.flat, present, strict=False):
         for _, sub in monitor.groupby("trial"):
-            ax.plot(sub["epoch"], sub[metric], lw=0.8, color=colors.get(str(sub["method"].iloc[0]), "k"))
+            color = colors.get(str(sub["method"].iloc[0]), "k")
+            ax.plot(sub["epoch"], sub[metric], lw=0.8, marker="o", markersize=3, color=color)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
     if monitor.empty:

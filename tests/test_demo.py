@@ -1,0 +1,99 @@
+"""The README's first command, end to end at test size: a real sweep (Hydra multirun, our Optuna sweeper,
+local subprocesses, SQLite), real readouts, the selection policies and the report; the report's numbers are
+recomputed here independently from the stored readouts and trials."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweep.demo import STUDY_NAME, storage_url, sweep_command
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    done = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", "demo", "--size", "tiny", "--trials", "4", "--out", str(out)],
+        capture_output=True, text=True, timeout=1500,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"report: {out / 'report' / 'report.html'}" in done.stdout
+    return out
+
+
+def test_demo_sweep_ran_every_trial(demo_dir: Path) -> None:
+    import optuna
+
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(demo_dir))
+    states = [t.state for t in study.trials]
+    assert len(states) == 4
+    assert all(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL) for s in states)
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert completed, "no trial completed"
+    for trial in completed:
+        record = json.loads(Path(trial.user_attrs["record_path"]).read_text())
+        assert record["status"] == "completed"
+        assert math.isclose(trial.values[0], record["metrics"]["rankme"], rel_tol=1e-9)
+        assert math.isclose(trial.values[1], abs(record["metrics"]["alpha"] - 1.0), rel_tol=1e-9)
+        assert (Path(record["run_dir"]) / "config.yaml").is_file()
+
+
+def test_demo_report_numbers_recomputed(demo_dir: Path) -> None:
+    report = demo_dir / "report"
+    html = (report / "report.html").read_text()
+    for figure in ("scatter.png", "regret_vs_budget.png", "monitoring.png"):
+        assert (report / "figures" / figure).is_file()
+        assert figure in html
+    readouts = {
+        json.loads(p.read_text())["trial"]: json.loads(p.read_text())
+        for p in (demo_dir / "sweep" / "readouts").glob("trial_*.json")
+    }
+    assert readouts and all(r["status"] == "completed" for r in readouts.values())
+    policies = pd.read_csv(report / "tables" / "policies.csv").set_index("policy")
+    # the oracle reads out every completed trial and picks the best validation accuracy
+    best_val_trial = max(readouts, key=lambda t: (readouts[t]["val_accuracy"], -t))
+    oracle = policies.loc["oracle"]
+    assert int(oracle["readouts_used"]) == len(readouts)
+    assert int(oracle["chosen_trial"]) == best_val_trial
+    oracle_test = readouts[best_val_trial]["test_accuracy"]
+    assert math.isclose(float(oracle["test_accuracy"]), oracle_test, abs_tol=1e-12)
+    for name, row in policies.iterrows():
+        if pd.isna(row["chosen_trial"]):
+            continue
+        chosen = readouts[int(row["chosen_trial"])]
+        assert math.isclose(float(row["test_accuracy"]), chosen["test_accuracy"], abs_tol=1e-12), name
+        assert math.isclose(float(row["regret"]), oracle_test - chosen["test_accuracy"], abs_tol=1e-12), name
+        assert int(row["readouts_used"]) <= len(readouts), name
+
+
+def test_demo_rerun_resumes_without_rerunning(demo_dir: Path) -> None:
+    """Re-running the sweep command tops up to n_trials: nothing new is trained."""
+    command = sweep_command(demo_dir, size="tiny", n_trials=4, n_jobs=2)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import optuna
+
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(demo_dir))
+    assert len(study.trials) == 4
+
+
+def test_cli_results_export(demo_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "trials.parquet"
+    done = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", "results", "--storage", storage_url(demo_dir), "--study", STUDY_NAME,
+         "--out", str(out)], capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    frame = pd.read_parquet(out)
+    assert sorted(frame["trial"]) == [0, 1, 2, 3]
+    assert {"rankme", "alpha", "record_path", "method"} <= set(frame.columns)
+    assert np.isfinite(frame.loc[frame["state"] == "COMPLETE", "rankme"]).all()
