@@ -420,3 +420,31 @@ def test_simclr_improves_linear_probe_over_random_init(job: Any, tmp_path: Path)
 
     acc_trained, acc_init = accuracy(trained["features"]), accuracy(init)
     assert acc_trained >= acc_init + 0.05, (acc_trained, acc_init)
+
+
+class _PruneAtFirstReport:
+    """Stands in for the sweep's pruning reporter: records what it saw, prunes at the first report."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float]] = []
+
+    def report_metrics(self, metrics: dict[str, Any], step: int) -> float:
+        self.seen.append((step, float(metrics["rankme"])))
+        return float(metrics["rankme"])
+
+
+def test_pruning_reporter_stops_the_run_as_pruned(job: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reporter = _PruneAtFirstReport()
+    monkeypatch.setattr(job, "pruning_reporter", lambda: reporter)
+    record = _run(job, tmp_path, "pruned", ["epochs=3", "metrics.every_n_epochs=1"])
+    assert record["status"] == "pruned"
+    assert record["epochs_completed"] == 1 and [step for step, _ in reporter.seen] == [1]
+    assert record["failure_reason"].startswith("pruned at epoch 1")
+    assert reporter.seen[0][1] == pytest.approx(record["monitor"][0]["rankme"])
+    assert record["features"] == {}
+
+
+def test_no_pruning_reporter_outside_a_sweep(job: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("SWEEP_STUDY_NAME", "SWEEP_TRIAL_ID"):
+        monkeypatch.delenv(key, raising=False)
+    assert job.pruning_reporter() is None

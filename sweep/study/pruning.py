@@ -60,10 +60,28 @@ class TrialReporter:
         self.trial.report(float(value), int(step))
         return self.trial.should_prune()
 
+    def report_metrics(self, metrics: Mapping[str, Any], step: int) -> Optional[float]:
+        """Report the study's objective computed from one monitoring row; returns the value when the pruner
+        says stop, else None. Rows without a finite objective value are not reported."""
+        spec = (self.context.pruner or {}).get("objective")
+        if not spec:
+            return None
+        from sweep.study.objectives import Objective, ObjectiveError
+
+        objective = Objective(metric=spec["metric"], target=spec.get("target"))
+        try:
+            value = objective.value(metrics)
+        except ObjectiveError:
+            return None
+        return value if self.report(value, step) else None
+
 
 def reporter_from_env() -> Optional[TrialReporter]:
+    """The reporter of the trial this process runs, or None outside a sweep or when the sweep has no pruner."""
     ctx = TrialContext.from_env()
-    return None if ctx is None else TrialReporter(ctx)
+    if ctx is None or (ctx.pruner or {}).get("name", "none") in (None, "none"):
+        return None
+    return TrialReporter(ctx)
 
 
 def pruned_record(step: int, value: float | None = None, **extra: Any) -> dict[str, Any]:

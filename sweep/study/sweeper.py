@@ -325,8 +325,12 @@ class _Loop:
         return None
 
     def _trial_env(self, trial: Trial) -> TrialContext:
-        return TrialContext(self.storage_url, self.study.study_name, trial._trial_id, trial.number,
-                            self.settings.pruner)
+        pruner = self.settings.pruner
+        if pruner and pruner.get("name", "none") not in (None, "none") and len(self.objectives) == 1:
+            # the job reports the objective itself at each monitoring step (RankMe, |alpha - target|, ...)
+            objective = self.objectives[0]
+            pruner = {**pruner, "objective": {"metric": objective.metric, "target": objective.target}}
+        return TrialContext(self.storage_url, self.study.study_name, trial._trial_id, trial.number, pruner)
 
     # --------------------------------------------------------------- batches (foreign launchers)
     def _run_batches(self) -> None:

@@ -29,6 +29,7 @@ from sweep.train.splits import SplitIndices, make_splits
 # Per-epoch generators are seeded with seed * stride + epoch, so a resumed epoch replays exactly.
 EPOCH_SEED_STRIDE = 1_000_003
 FEATURE_SPLITS = ("train", "val", "test")
+PRUNED_PREFIX = "pruned"
 
 
 # ----------------------------------------------------------------------------- environment
@@ -206,8 +207,12 @@ def _monitor_due(cfg: TrainConfig, epoch: int) -> bool:
     return epoch == cfg.epochs or (n > 0 and epoch % n == 0)
 
 
-def fit(trial: Trial) -> Optional[str]:
-    """Train from the current epoch to ``cfg.epochs``; returns a failure reason or None."""
+def fit(trial: Trial, reporter: Any = None) -> Optional[str]:
+    """Train from the current epoch to ``cfg.epochs``; returns a failure / pruning reason or None.
+
+    ``reporter`` (a sweep's pruning reporter, see ``sweep.study.pruning``) sees every monitoring row and
+    may stop the run early: the label-free metrics are natural intermediate values.
+    """
     cfg = trial.cfg
     for epoch in range(trial.progress.epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -216,11 +221,30 @@ def fit(trial: Trial) -> Optional[str]:
         if reason is not None:
             return reason
         trial.progress.epoch = epoch
-        if _monitor_due(cfg, epoch) and (reason := monitor(trial, epoch, loss)) is not None:
-            return reason
+        if _monitor_due(cfg, epoch):
+            if (reason := monitor(trial, epoch, loss)) is not None:
+                return reason
+            value = None if reporter is None else reporter.report_metrics(trial.progress.history[-1], epoch)
+            if value is not None:
+                save(trial)
+                return f"{PRUNED_PREFIX} at epoch {epoch}: objective {value:.4g}"
         if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
             save(trial)
     return None
+
+
+def run_status(reason: Optional[str]) -> str:
+    """completed / pruned / failed, from what ``fit`` returned."""
+    if reason is None:
+        return "completed"
+    return "pruned" if reason.startswith(PRUNED_PREFIX) else "failed"
+
+
+def pruning_reporter() -> Any:
+    """The sweep's pruning reporter when this run is a trial of a sweep with a pruner, else None."""
+    from sweep.study.pruning import reporter_from_env
+
+    return reporter_from_env()
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -258,7 +282,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trial = build_trial(typed, resolve_device(typed.device), run_dir)
     if typed.resume:
         restore(trial)
-    reason = fit(trial)
+    reason = fit(trial, pruning_reporter())
     features: dict[str, dict[str, str]] = {}
     if reason is None and typed.save_features:
         t0 = time.perf_counter()
@@ -266,7 +290,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trial.progress.timings["features_s"] = time.perf_counter() - t0
     timings = {**trial.progress.timings, "total_s": time.perf_counter() - t_start}
     record = build_record(
-        status="failed" if reason else "completed", failure_reason=reason, method=typed.method.name,
+        status=run_status(reason), failure_reason=reason, method=typed.method.name,
         run_dir=run_dir, config=_plain_config(cfg), history=trial.progress.history, features=features,
         timings=timings, epochs_completed=trial.progress.epoch,
     )
