@@ -37,7 +37,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     results = sub.add_parser("results", help="export all trials (params, metrics, paths) as parquet + CSV")
     _add_study_args(results)
-    results.add_argument("--out", type=Path, default=None, help="output .parquet path (a .csv is written beside it)")
+    results.add_argument("--out", type=Path, default=None,
+                         help="a .parquet path (a .csv is written beside it) or a folder; default: print the table")
 
     progress = sub.add_parser("progress", help="print running / done / failed / pruned counts and the best trial")
     _add_study_args(progress)
@@ -67,8 +68,8 @@ def _run_results(args: argparse.Namespace) -> int:
         frame = trials_dataframe(args.storage, args.study)
         print(frame.to_string(index=False))
     else:
-        export_results(args.storage, args.study, args.out)
-        print(args.out)
+        for path in export_results(args.storage, args.study, args.out).values():
+            print(path)
     return 0
 
 

@@ -55,11 +55,13 @@ def trials_dataframe(storage: str | BaseStorage | None, study_name: str) -> pd.D
 
 
 def export_results(storage: str | BaseStorage | None, study_name: str, out: Path) -> dict[str, Path]:
-    """Write ``<out>/trials.parquet`` and ``<out>/trials.csv``; returns their paths."""
+    """Write ``<out>/trials.parquet`` and ``<out>/trials.csv`` (or, when ``out`` ends in ``.parquet``, that
+    file and a ``.csv`` beside it); returns their paths."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    parquet = out if out.suffix == ".parquet" else out / "trials.parquet"
+    parquet.parent.mkdir(parents=True, exist_ok=True)
     frame = trials_dataframe(storage, study_name)
-    paths = {"parquet": out / "trials.parquet", "csv": out / "trials.csv"}
+    paths = {"parquet": parquet, "csv": parquet.with_suffix(".csv")}
     frame.to_parquet(paths["parquet"], index=False)
     frame.to_csv(paths["csv"], index=False)
     return paths
