@@ -130,6 +130,24 @@ def test_executor_readout_runs_only_what_the_policy_asks(tmp_path: Path, standin
     ]
 
 
+def test_max_parallel_shares_trials_among_that_many_jobs(tmp_path: Path, standin: str) -> None:
+    trials = trials_frame(tmp_path, [0, 1, 2, 3, 0], ["COMPLETE"] * 5)
+    executor = submitit.DebugExecutor(folder=tmp_path / "jobs")
+    submitted: list[int] = []
+    original = executor.submit
+
+    def counting_submit(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        submitted.append(len(args[0]))
+        return original(fn, *args, **kwargs)
+
+    executor.submit = counting_submit  # type: ignore[method-assign]
+    frame = run_readouts(trials, tmp_path / "sweep", executor, probe=standin, knn=None, max_parallel=2)
+    assert submitted == [3, 2]  # two jobs for five trials, round-robin
+    assert frame["trial"].tolist() == [0, 1, 2, 3, 4]
+    assert frame["status"].tolist() == ["completed"] * 5
+    assert frame["test_accuracy"].tolist() == pytest.approx([1.0, 0.9, 0.8, 0.7, 1.0])
+
+
 def test_local_executor_end_to_end(tmp_path: Path, standin: str) -> None:
     trials = trials_frame(tmp_path, [0, 2], ["COMPLETE", "COMPLETE"])
     executor = submitit.LocalExecutor(folder=tmp_path / "jobs")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +18,7 @@ from sweep.selection.readouts import (
     load_readout,
     load_readouts,
     readout_job,
+    readout_many,
     readout_path,
 )
 
@@ -74,30 +74,21 @@ def run_readouts(
     knn: Optional[str] = DEFAULT_KNN,
     max_parallel: Optional[int] = None,
 ) -> pd.DataFrame:
-    """Read out every pending trial as one job each, at most ``max_parallel`` in flight (all at once when
-    None: right for SLURM, wrong for a 2-core laptop), wait, and return all stored readouts. Re-running is
-    cheap: completed records are skipped."""
+    """Read out every pending trial and return all stored readouts. ``max_parallel=None``: one job per trial,
+    all at once (a job array on SLURM); ``max_parallel=k``: k jobs that share the trials (right for a laptop's
+    cores). Re-running is cheap: completed records are skipped."""
     cfg = _cfg_dict(readout_cfg if readout_cfg is not None else ReadoutConfig())
     pending = pending_trials(trials, sweep_dir, trial_ids)
     rows = usable_trials(trials).set_index("trial", drop=False)
-    args = {t: (t, str(record_path_of(rows.loc[t])), str(readout_path(sweep_dir, t)), cfg, probe, knn)
-            for t in pending}
-    if not max_parallel:  # one job array (SLURM) / all at once
-        if args:
-            for job in executor.map_array(readout_job, *zip(*args.values())):
-                job.result()
-        return load_readouts(sweep_dir)
-    queue = list(pending)
-    running: list[Any] = []
-    while queue or running:
-        while queue and len(running) < max_parallel:
-            running.append(executor.submit(readout_job, *args[queue.pop(0)]))
-        finished = [job for job in running if job.done()]
-        for job in finished:
-            job.result()
-            running.remove(job)
-        if running and not finished:
-            time.sleep(0.2)
+    args = [(t, str(record_path_of(rows.loc[t])), str(readout_path(sweep_dir, t)), cfg, probe, knn)
+            for t in pending]
+    if max_parallel:  # a few long-lived jobs, each reading out its share: process start-up paid once per job
+        width = min(int(max_parallel), len(args))
+        jobs = [executor.submit(readout_many, args[i::width]) for i in range(width)]
+    else:  # one job per trial, as one job array on SLURM
+        jobs = executor.map_array(readout_job, *zip(*args)) if args else []
+    for job in jobs:
+        job.result()
     return load_readouts(sweep_dir)
 
 

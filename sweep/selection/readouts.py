@@ -148,6 +148,11 @@ def readout_job(
     return payload
 
 
+def readout_many(jobs: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Several trials' readouts in one job (``readout_job`` arguments per trial), one after another."""
+    return [readout_job(*arguments) for arguments in jobs]
+
+
 READOUT_COLUMNS = list(ReadoutRecord.__dataclass_fields__)
 
 
