@@ -5,6 +5,7 @@
     sweep results --storage URL --study NAME [--out trials.parquet]
     sweep progress --storage URL --study NAME
     sweep select --storage URL --study NAME --sweep-dir DIR [--launcher local] [--out DIR]
+    sweep risk --storage URL --study NAME --sweep-dir DIR [--trials 0 3] [--reference-epochs N]
 
 Each subcommand is a thin shell over a library function, so everything here is also usable from Python.
 """
@@ -50,6 +51,17 @@ def _build_parser() -> argparse.ArgumentParser:
     select.add_argument("--out", type=Path, default=None, help="report folder (default: <sweep-dir>/report)")
     select.add_argument("--jobs", type=int, default=None,
                         help="readouts in flight at once (default: all; use the core count for local)")
+
+    risk = sub.add_parser("risk", help="Dubois et al. risk decomposition of trials (one supervised reference)")
+    _add_study_args(risk)
+    risk.add_argument("--sweep-dir", type=Path, required=True, help="the sweep's folder (writes <sweep-dir>/risk)")
+    risk.add_argument("--trials", type=int, nargs="+", default=None,
+                      help="trial numbers (default: every completed trial)")
+    risk.add_argument("--reference-epochs", type=int, default=None,
+                      help="epochs of the supervised reference (default: the trial's epochs)")
+    risk.add_argument("--launcher", choices=("inprocess", "local", "slurm"), default="local")
+    risk.add_argument("--jobs", type=int, default=None,
+                      help="jobs in flight at once (default: one job per reference and per trial)")
     return parser
 
 
@@ -88,6 +100,34 @@ def _run_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_risk(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from sweep.demo import readout_executor
+    from sweep.selection.risk import load_risks, risk_table, run_risk, write_risk_table
+    from sweep.study.results import trials_dataframe
+
+    if args.reference_epochs is not None and args.reference_epochs < 1:
+        raise SystemExit(f"sweep risk: --reference-epochs={args.reference_epochs} is not allowed; "
+                         "use an integer >= 1")
+    trials = trials_dataframe(args.storage, args.study)
+    executor = readout_executor(args.launcher, Path(args.sweep_dir) / ".risk_jobs")
+    frame = run_risk(trials, args.sweep_dir, executor, args.trials, args.reference_epochs,
+                     max_parallel=args.jobs)
+    if frame.empty:
+        among = "" if args.trials is None else f" among --trials {' '.join(map(str, args.trials))}"
+        print(f"sweep risk: study {args.study!r} has no completed trials{among}; nothing to decompose")
+        return 1
+    display = ("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format)
+    with pd.option_context(*display):
+        print(risk_table(frame).iloc[:, :7].to_string(index=False))
+    for _, row in frame[frame["status"] != "completed"].iterrows():
+        print(f"trial {row['trial']} failed: {row['error']}")
+    for path in write_risk_table(load_risks(args.sweep_dir), args.sweep_dir).values():  # every stored trial
+        print(path)
+    return 0 if (frame["status"] == "completed").all() else 1
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from sweep.demo import run_demo
 
@@ -101,7 +141,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv and argv[0] == "train":
         return _run_train(argv[1:])
     args = _build_parser().parse_args(argv)
-    handlers = {"results": _run_results, "progress": _run_progress, "select": _run_select, "demo": _run_demo}
+    handlers = {"results": _run_results, "progress": _run_progress, "select": _run_select, "demo": _run_demo,
+                "risk": _run_risk}
     return handlers[args.command](args)
 
 

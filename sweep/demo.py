@@ -71,6 +71,7 @@ def select_and_report(storage: str, study_name: str, sweep_dir: Path, launcher: 
     then build the comparison report."""
     from sweep.selection.pipeline import run_readouts
     from sweep.selection.report import build_report, policy_table
+    from sweep.selection.risk import load_risks
     from sweep.study.results import trials_dataframe
 
     sweep_dir = Path(sweep_dir)
@@ -79,8 +80,9 @@ def select_and_report(storage: str, study_name: str, sweep_dir: Path, launcher: 
     readouts = run_readouts(trials, sweep_dir, executor, ReadoutConfig(), max_parallel=max_parallel)
     cfg = SelectionConfig()
     print_policy_summary(policy_table(trials, readouts, cfg))
+    risk = load_risks(sweep_dir)  # only what `sweep risk` stored: the demo never computes it
     return build_report(trials, readouts, out or sweep_dir / "report", cfg,
-                        title=f"Label-free selection: study {study_name!r}")
+                        title=f"Label-free selection: study {study_name!r}", risk=risk if len(risk) else None)
 
 
 def print_policy_summary(policies: pd.DataFrame) -> None:

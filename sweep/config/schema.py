@@ -176,6 +176,19 @@ class SelectionConfig:
     combined_allocation: str = "adaptive"  # alpha_rankme: adaptive (1 per method, then best method) | proportional
 
 
+# ----------------------------------------------------------------------------- risk decomposition (Dubois et al.)
+@dataclass
+class RiskConfig:
+    """Recipe of the supervised reference encoder (``sweep risk``). Fixed per sweep, not the trial's SSL optimiser
+    (which the sweep varies), so one reference per (data, backbone) config serves every matching trial."""
+
+    reference_epochs: Optional[int] = None  # None: the trial's epochs
+    reference_lr: float = 3e-3  # Adam, constant rate
+    reference_weight_decay: float = 0.0  # the approximation error wants the best fit of S, not regularisation
+    reference_batch_size: Optional[int] = None  # None: the trial's batch_size
+    reference_seed: int = 0  # model init and shuffling
+
+
 # ----------------------------------------------------------------------------- top level
 @dataclass
 class TrainConfig:

@@ -44,6 +44,9 @@ METRIC_CANDIDATES = (
     "loss",
 )
 POOLED = "pooled"
+# sweep.selection.risk's COMPONENTS / TABLE_COLUMNS, restated so the report does not import torch
+RISK_COMPONENTS = ("approximation", "usability", "probe_generalization", "encoder_generalization")
+RISK_COLUMNS = ["trial", "method", *RISK_COMPONENTS, "total"]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -321,7 +324,7 @@ def plot_budget(curve: pd.DataFrame, policies: pd.DataFrame, path: Path) -> Path
 
 
 def plot_monitoring(
-    monitor: pd.DataFrame, path: Path, metrics: Sequence[str] = ("loss", "rankme", "alpha")
+    monitor: pd.DataFrame, path: Path, metrics: Sequence[str] = ("loss", "rankme", "alpha", "silhouette")
 ) -> Path:
     """Monitoring curves over epochs, one line per trial, one panel per metric that was logged."""
     present = [m for m in metrics if m in monitor.columns] or ["epoch"]
@@ -333,9 +336,60 @@ def plot_monitoring(
             ax.plot(sub["epoch"], sub[metric], lw=0.8, marker="o", markersize=3, color=color)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
+    handles = [plt.Line2D([], [], color=c, marker="o", markersize=3, lw=0.8, label=m) for m, c in colors.items()]
+    if handles:
+        axes.flat[0].legend(handles=handles, fontsize=7)
     if monitor.empty:
         axes.flat[0].text(0.5, 0.5, "no monitoring data", ha="center", transform=axes.flat[0].transAxes)
     return _save(fig, path)
+
+
+def plot_risk(risk: pd.DataFrame, path: Path) -> Path:
+    """One stacked bar per trial: positive components stack up from 0, negative ones (estimates of
+    differences can be) down from 0, so each segment's length is its value; a black tick marks the total."""
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.6 * len(risk) + 3.5), 3.6))
+    x = np.arange(len(risk))
+    up, down = np.zeros(len(risk)), np.zeros(len(risk))
+    cmap = plt.get_cmap("tab10")
+    for i, name in enumerate(RISK_COMPONENTS):
+        values = pd.to_numeric(risk[name], errors="coerce").fillna(0.0).to_numpy(float)
+        base = np.where(values >= 0, up, down)
+        ax.bar(x, values, bottom=base, color=cmap(i), label=name)
+        up, down = np.where(values >= 0, up + values, up), np.where(values < 0, down + values, down)
+    ax.scatter(x, pd.to_numeric(risk["total"], errors="coerce"), marker="_", s=300, color="k", zorder=3,
+               label="total")
+    ax.axhline(0.0, color="k", lw=0.5)
+    ax.set_xticks(x, [str(int(t)) for t in risk["trial"]])
+    ax.set_xlabel("trial")
+    ax.set_ylabel("risk component")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, path)
+
+
+def completed_risks(risk: Optional[pd.DataFrame]) -> pd.DataFrame:
+    """Completed risk records, sorted by trial (empty when none)."""
+    if risk is None or risk.empty:
+        return pd.DataFrame(columns=RISK_COLUMNS)
+    ok = risk[risk["status"].astype(str) == "completed"] if "status" in risk.columns else risk
+    return ok.sort_values("trial", kind="stable").reset_index(drop=True)
+
+
+def _risk_section(risk: pd.DataFrame, out: Path, fmt: dict[str, Any]) -> tuple[str, str]:
+    """The report section: what the components mean, the table and the stacked bars."""
+    done = completed_risks(risk)
+    extra = [c for c in ("reference_train_accuracy", "l2", "loss", "status", "error") if c in risk.columns]
+    intro = (
+        "<p>Dubois et al. (ICML 2023): the test error of the linear probe fitted on <code>train</code> "
+        "splits into approximation (a supervised encoder of the same architecture, probed on all "
+        "pretraining data), usability (the SSL features vs that encoder), probe generalisation "
+        "(<code>val</code>, seen in pretraining but not by the probe) and encoder generalisation "
+        "(<code>test</code>, seen by neither). Components sum to the total; small samples can make one "
+        "negative. A reference train accuracy below 1 inflates the approximation error (raise "
+        "<code>--reference-epochs</code>).</p>"
+    )
+    table = risk.sort_values("trial", kind="stable")[[c for c in RISK_COLUMNS + extra if c in risk.columns]]
+    figure = _img_tag(plot_risk(done, out / "figures" / "risk_decomposition.png")) if len(done) else ""
+    return "Risk decomposition (Dubois et al.)", intro + table.to_html(**fmt) + figure
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -384,9 +438,11 @@ def build_report(
     cfg: Optional[SelectionConfig] = None,
     monitoring: Optional[pd.DataFrame] = None,
     title: str = "Label-free selection report",
+    risk: Optional[pd.DataFrame] = None,
 ) -> Path:
     """Write ``report.html`` (figures embedded, opens offline) plus CSV/parquet tables and PNGs under
-    ``out_dir``; returns the HTML path."""
+    ``out_dir``; returns the HTML path. ``risk`` (``sweep.selection.risk.load_risks``) adds the risk
+    decomposition section when it has rows."""
     cfg = cfg or SelectionConfig()
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
@@ -397,6 +453,8 @@ def build_report(
     curve = budget_curve(trials, readouts, cfg)
     monitor = monitoring if monitoring is not None else load_monitoring(trials)
     tables = {"policies": policies, "correlations": correlations, "budget_curve": curve, "trials": merged}
+    if risk is not None and not risk.empty:
+        tables["risk"] = risk
     for name, frame in tables.items():
         _write_table(frame, out / "tables", name)
     usable = usable_trials(merged)
@@ -416,6 +474,7 @@ def build_report(
         ),
         ("Policies vs oracle", policies.to_html(**fmt)),
         ("Metric vs accuracy correlations", correlations.to_html(**fmt)),
+        *([_risk_section(risk, out, fmt)] if "risk" in tables else []),
         ("Figures", "\n".join(_img_tag(p) for p in figures)),
         (
             "Tables",
