@@ -132,6 +132,11 @@ class LocalLauncher(TrialLauncher):
 
 
 def _script_dir() -> Optional[str]:
+    """The folder of a driver started as a script (``python app.py``), whose sibling modules the pickled task
+    may import. None for ``python -m pkg.mod``: the package is importable already, and putting its own folder
+    on the path would let a subpackage shadow a standard module (``sweep/ssl`` hides ``ssl``)."""
     main = sys.modules.get("__main__")
+    if getattr(main, "__spec__", None) is not None:
+        return None
     path = getattr(main, "__file__", None)
     return str(Path(path).resolve().parent) if path else None
