@@ -2,6 +2,7 @@
 make_executor, and the SLURM launcher run end to end on submitit's local backend."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import stat
@@ -179,3 +180,21 @@ def test_submit_failure_fails_trials_then_aborts(tmp_path: Path) -> None:
     trials = load(storage).get_trials()
     assert len(trials) == 2 and all(t.state == TrialState.FAIL for t in trials)
     assert all(t.user_attrs["failure_reason"].startswith("submit failed: ") for t in trials)
+
+
+def test_module_driver_does_not_put_its_package_folder_on_the_worker_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m sweep.cli``: adding sweep/ to PYTHONPATH would let sweep/ssl shadow the standard ssl module."""
+    import types
+
+    from sweep.launch import local
+
+    as_module = types.ModuleType("__main__")
+    as_module.__file__ = str(Path(local.__file__).parent.parent / "cli.py")
+    as_module.__spec__ = importlib.util.find_spec("sweep.cli")
+    monkeypatch.setitem(sys.modules, "__main__", as_module)
+    assert local._script_dir() is None
+    as_script = types.ModuleType("__main__")
+    as_script.__file__ = "/some/app/run.py"
+    as_script.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", as_script)
+    assert local._script_dir() == str(Path("/some/app").resolve())
