@@ -12,6 +12,7 @@ Each subcommand is a thin shell over a library function, so everything here is a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -50,7 +51,7 @@ def _build_parser() -> argparse.ArgumentParser:
     select.add_argument("--launcher", choices=("inprocess", "local", "slurm"), default="local")
     select.add_argument("--out", type=Path, default=None, help="report folder (default: <sweep-dir>/report)")
     select.add_argument("--jobs", type=int, default=None,
-                        help="readouts in flight at once (default: all; use the core count for local)")
+                        help="readout jobs at once (default: the core count for local, one per trial otherwise)")
 
     risk = sub.add_parser("risk", help="Dubois et al. risk decomposition of trials (one supervised reference)")
     _add_study_args(risk)
@@ -95,7 +96,8 @@ def _run_progress(args: argparse.Namespace) -> int:
 def _run_select(args: argparse.Namespace) -> int:
     from sweep.demo import select_and_report
 
-    report = select_and_report(args.storage, args.study, args.sweep_dir, args.launcher, args.out, args.jobs)
+    jobs = args.jobs or (os.cpu_count() if args.launcher == "local" else None)  # local: no more than the cores
+    report = select_and_report(args.storage, args.study, args.sweep_dir, args.launcher, args.out, jobs)
     print(f"report: {report}")
     return 0
 
