@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from sweep.config.schema import BackboneConfig, DataConfig, RiskConfig
+from sweep.jsonio import write_json_atomic
 from sweep.readout._inputs import resolve_device
 
 REFERENCE_FILE = "reference.json"
@@ -204,14 +204,6 @@ def extract_features(backbone: nn.Module, images: torch.Tensor, batch_size: int,
 def _accuracy(head: nn.Linear, feats: torch.Tensor, y: torch.Tensor) -> float:
     with torch.no_grad():
         return float((head(feats.to(head.weight.device)).argmax(1).cpu() == y).double().mean())
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write-then-rename, so a reader never sees a half-written record (jobs may run concurrently)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
-    os.replace(tmp, path)
 
 
 def _save_split(out_dir: Path, split: str, feats: torch.Tensor, labels: torch.Tensor) -> dict[str, str]:

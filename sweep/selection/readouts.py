@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,6 +18,8 @@ from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
+
+from sweep.jsonio import write_json_atomic
 
 READOUTS_DIRNAME = "readouts"
 DEFAULT_PROBE = "sweep.readout:linear_probe"
@@ -76,13 +77,6 @@ def _load_split(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
         if not path.is_file():
             raise ReadoutError(f"feature file not found: {path}")
     return np.load(paths[0]), np.load(paths[1])
-
-
-def _write_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
-    os.replace(tmp, path)
 
 
 def load_readout(path: str | Path) -> Optional[dict[str, Any]]:
@@ -144,7 +138,7 @@ def readout_job(
         )
     out.elapsed_s = time.perf_counter() - start
     payload = asdict(out)
-    _write_atomic(Path(out_path), payload)
+    write_json_atomic(Path(out_path), payload)
     return payload
 
 

@@ -23,12 +23,12 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from sweep.config.schema import ReadoutConfig, RiskConfig
+from sweep.jsonio import write_json_atomic
 from sweep.readout.reference import (
     check_labels,
     load_reference,
     reference_dir,
     reference_job,
-    write_json_atomic,
 )
 from sweep.selection.pipeline import record_path_of
 from sweep.selection.policies import usable_trials
