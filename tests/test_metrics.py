@@ -9,6 +9,7 @@ import torch
 
 from sweep.metrics import (
     DEFAULT_ALPHA_WINDOW,
+    AlphaWindowWarning,
     SPECTRAL_KEYS,
     AlphaFit,
     MetricInputError,
@@ -166,9 +167,25 @@ def test_fit_power_law_errors(eigs: np.ndarray, window: object, message: str) ->
         fit_power_law(eigs, window)  # type: ignore[arg-type]
 
 
-def test_alpha_window_larger_than_dimension_is_a_config_error() -> None:
-    with pytest.raises(MetricInputError, match="needs D >= 6"):
-        alpha_req(np.random.default_rng(0).standard_normal((50, 5)))
+@pytest.mark.parametrize("d", [2, 3, 4, 5])
+def test_alpha_window_larger_than_dimension_gives_nan_with_reason(d: int) -> None:
+    """D = 2..5 is valid data: alpha is undefined for the (4, 100) window (NaN, the reason, a warning), the
+    rest of the spectral metrics are defined (issue 8; it used to raise and lose RankMe)."""
+    x = np.random.default_rng(0).standard_normal((50, d)) + 0.5
+    with pytest.warns(AlphaWindowWarning, match=f"D={d} < 6"):
+        fit = alpha_req(x)
+    assert math.isnan(fit.alpha) and math.isnan(fit.r2) and fit.window_cut and not fit.collapsed
+    assert f"D={d} < 6" in fit.reason
+    with pytest.warns(AlphaWindowWarning):
+        m = spectral_metrics(x)
+    assert math.isnan(m["alpha"]) and m["alpha_window_cut"] == 1.0
+    assert m["rankme"] == pytest.approx(svd_rankme(x), rel=1e-9)
+    assert m["stable_rank"] == pytest.approx(np.sum(np.linalg.svd(x, compute_uv=False) ** 2)
+                                             / np.linalg.svd(x, compute_uv=False)[0] ** 2, rel=1e-9)
+    assert 1.0 <= m["participation_ratio"] <= d and 1.0 <= m["nesum"] <= d
+    acc = SpectralAccumulator(d).update(x[:20]).update(x[20:])
+    with pytest.warns(AlphaWindowWarning):
+        assert acc.metrics()["rankme"] == pytest.approx(m["rankme"], rel=1e-9)
 
 
 # ----------------------------------------------------------------------------- stable rank, PR, NESum

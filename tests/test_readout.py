@@ -368,7 +368,7 @@ def test_auto_device_follows_cuda_availability() -> None:
 
 @pytest.mark.gpu
 def test_cuda_probe_agrees_with_cpu() -> None:
-    """float32 on CUDA vs float64 on CPU: a point near a boundary may flip, the L2 choice must not."""
+    """CUDA (float32 products) vs CPU: a point near a boundary may flip, the L2 choice must not."""
     rng = np.random.default_rng(12)
     train, val = shortcut_data(rng, 100, "train"), shortcut_data(rng, 500, "noise")
     test = shortcut_data(rng, 500, "noise")

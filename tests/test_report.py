@@ -171,8 +171,23 @@ def test_build_report_files_and_embedded_figures(tmp_path: Path) -> None:
         assert len(pd.read_parquet(out / "tables" / f"{name}.parquet")) == len(csv)
     assert "http" not in text.replace("http-equiv", "")  # nothing fetched when opened offline
     policies = pd.read_csv(out / "tables" / "policies.csv")
-    assert set(policies["policy"]) == {"adaptive_alpha_window", "alpha_band", "rankme_topk", "alpha_rankme", "oracle"}
+    assert set(policies["policy"]) == {"adaptive_alpha_window", "alpha_band", "rankme_topk", "alpha_rankme",
+                                       "calibrated_rank", "oracle"}
     assert not math.isnan(policies.set_index("policy").loc["oracle", "test_accuracy"])
+
+
+def test_report_lists_readouts_left_out(tmp_path: Path) -> None:
+    trials, readouts = make_frames(tmp_path)
+    problems = pd.DataFrame({"trial": [3, 5], "kind": ["failed", "unreadable"],
+                             "file": ["r/trial_3.json", "r/trial_5.json"], "reason": ["nan loss", "not JSON"]})
+    path = build_report(trials, readouts, tmp_path / "report", SelectionConfig(n_orders=5), n_boot=50,
+                        readout_problems=problems)
+    text = path.read_text()
+    assert "2 left out of the selection (1 failed, 1 unreadable)" in text
+    assert "Readouts left out of the selection" in text and "r/trial_5.json" in text
+    assert len(pd.read_csv(tmp_path / "report" / "tables" / "readout_problems.csv")) == 2
+    clean = build_report(trials, readouts, tmp_path / "clean", SelectionConfig(n_orders=5), n_boot=50).read_text()
+    assert "left out" not in clean
 
 
 def test_make_report_script_from_exported_trials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

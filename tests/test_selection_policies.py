@@ -15,6 +15,7 @@ from sweep.selection.policies import (
     adaptive_alpha_window,
     alpha_band,
     alpha_rankme,
+    calibrated_rank,
     combined_order,
     oracle,
     proportional_split,
@@ -290,4 +291,62 @@ def test_run_policies_includes_every_named_policy() -> None:
     frame, acc = table(ONE_ALPHA, ONE_ACC, rankme=ONE_RANKME)
     assert tuple(r.policy for r in run_policies(frame, acc.__getitem__)) == POLICY_NAMES
     no_rankme = run_policies(frame.drop(columns="rankme"), acc.__getitem__)
-    assert [r.policy for r in no_rankme] == ["adaptive_alpha_window", "alpha_band", "oracle"]
+    assert [r.policy for r in no_rankme] == ["adaptive_alpha_window", "alpha_band", "calibrated_rank", "oracle"]
+
+
+# ----------------------------------------------------------------------------- calibrated ranking
+def _calibration_table() -> tuple[pd.DataFrame, dict[int, float]]:
+    """16 configs of one method: accuracy falls with alpha (the opposite of alpha-ReQ's rule for alpha > 1),
+    RankMe is unrelated to it."""
+    alpha = [1.2 + 0.1 * i for i in range(16)]
+    rankme = [5.0, 9.0, 1.0, 14.0, 3.0, 11.0, 7.0, 16.0, 2.0, 13.0, 6.0, 10.0, 4.0, 15.0, 8.0, 12.0]
+    frame = pd.DataFrame({"trial": range(16), "state": "COMPLETE", "method": "m", "alpha": alpha,
+                          "rankme": rankme})
+    acc = {t: 0.9 - 0.01 * t for t in range(16)}
+    return frame, acc
+
+
+def test_calibrated_rank_learns_the_signal_and_its_direction() -> None:
+    frame, acc = _calibration_table()
+    order = [15, 9, 4, 0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, 14]  # calibration reads 15, 9, 4 (k = 3)
+    result = calibrated_rank(frame, acc.__getitem__, order=order, budget=5)
+    assert result.read_trials[:3] == (15, 9, 4)
+    assert result.read_trials[3:] == (0, 1)  # smallest alpha first: alpha was learned with a negative sign
+    assert result.chosen_trial == 0 and result.readouts_used == 5
+
+
+def test_calibrated_rank_falls_back_to_rankme_when_nothing_correlates() -> None:
+    frame, _ = _calibration_table()
+    flat = {t: 0.5 for t in range(16)}  # constant readouts: no rank correlation is defined
+    result = calibrated_rank(frame, flat.__getitem__, order=list(range(16)), budget=5)
+    assert result.read_trials == (0, 1, 2, 7, 13)  # then the two highest RankMe (16, 15) not yet read
+
+
+def test_calibrated_rank_reads_each_method_within_its_own_budget() -> None:
+    frame, acc = _calibration_table()
+    other = frame.assign(trial=frame["trial"] + 100, method="z")
+    both = pd.concat([frame, other], ignore_index=True)
+    values = {**acc, **{t + 100: v for t, v in acc.items()}}
+    result = calibrated_rank(both, values.__getitem__)
+    assert result.readouts_used == 2 * 4  # ceil(log2 16) = 4 per method, 3 of them to calibrate
+    assert result.chosen_trial == 0
+
+
+def test_calibrated_rank_names_missing_signals() -> None:
+    frame = pd.DataFrame({"trial": [0, 1], "loss": [1.0, 2.0]})
+    with pytest.raises(SelectionError, match="calibrated_rank needs one of the signal columns"):
+        calibrated_rank(frame, lambda t: 0.5)
+
+
+def test_calibration_spearman_matches_scipy_with_ties() -> None:
+    from scipy import stats
+
+    from sweep.selection.policies import _spearman
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        x, y = rng.integers(0, 4, 6).astype(float), rng.integers(0, 3, 6).astype(float)
+        expected = stats.spearmanr(x, y)[0]
+        got = _spearman(x, y)
+        assert (np.isnan(got) and np.isnan(expected)) or abs(got - expected) < 1e-12
+    assert np.isnan(_spearman(np.array([1.0, 2.0]), np.array([1.0, 2.0])))  # fewer than 3 pairs

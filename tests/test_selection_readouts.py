@@ -185,3 +185,20 @@ def test_resolve_callable_rejects_bad_spec() -> None:
     assert resolve_callable("math:sqrt")(9.0) == 3.0
     with pytest.raises(ReadoutError, match="package.module:function"):
         resolve_callable("math.sqrt")
+
+
+def test_concurrent_local_readout_jobs_are_told_how_many_share_the_machine(monkeypatch) -> None:
+    """k readout jobs started side by side see SWEEP_READOUT_JOBS=k (each then takes cores / k threads);
+    the variable is restored afterwards."""
+    import os
+
+    from sweep.selection.pipeline import JOBS_ENV, _readout_jobs_env
+
+    monkeypatch.delenv(JOBS_ENV, raising=False)
+    with _readout_jobs_env(3):
+        assert os.environ[JOBS_ENV] == "3"
+    assert JOBS_ENV not in os.environ
+    monkeypatch.setenv(JOBS_ENV, "5")
+    with _readout_jobs_env(2):
+        assert os.environ[JOBS_ENV] == "2"
+    assert os.environ[JOBS_ENV] == "5"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import cloudpickle
 import optuna
 import pytest
 import submitit
+from _waiting import wait_for  # noqa: E402
 
 pytestmark = pytest.mark.slurm
 
@@ -77,13 +79,6 @@ def _executor(folder: Path, partition: str, **params: object) -> submitit.AutoEx
     return executor
 
 
-def _wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _log_lines(path: Path) -> list[list[str]]:
@@ -143,7 +138,7 @@ def test_checkpointable_job_resumes_after_preemption_signal(slurm_cluster, tmp_p
     log_path = tmp_path / "starts.log"
     executor = _executor(tmp_path / "jobs", slurm_cluster.partition)
     job = executor.submit(ResumableSum(str(log_path)), COUNT_TO)
-    _wait_for(lambda: log_path.exists(), 60, "the job to start")
+    wait_for(lambda: log_path.exists(), 60, "the job to start")
     time.sleep(6 * STEP_S)  # let it get a few steps in
 
     job._interrupt()  # what SLURM sends a submitit job on preemption (submitit's test hook)
@@ -165,7 +160,7 @@ def test_partition_preemption_requeues_and_resumes(slurm_cluster, tmp_path: Path
         pytest.skip("needs the 'urgent' preemptor partition of launchers/slurm/slurm.conf.in")
     log_path = tmp_path / "starts.log"
     low = _executor(tmp_path / "low", slurm_cluster.partition).submit(ResumableSum(str(log_path)), COUNT_TO)
-    _wait_for(lambda: log_path.exists(), 60, "the low-priority job to start")
+    wait_for(lambda: log_path.exists(), 60, "the low-priority job to start")
     time.sleep(6 * STEP_S)
 
     high = _executor(tmp_path / "high", "urgent", cpus_per_task=slurm_cluster.cpus)
@@ -271,6 +266,12 @@ def _squeue_state(job_id: str) -> str:
     return out.stdout.strip()
 
 
+def _trial_started(run_dir: Path) -> bool:
+    """The trial's task has begun: Hydra wrote ``.hydra/`` in its run dir, which happens after submitit loaded
+    the job and installed its preemption handlers (a signal before that kills the job instead)."""
+    return (run_dir / ".hydra" / "config.yaml").exists()
+
+
 @pytest.mark.slow
 def test_sweep_trial_preempted_on_slurm_is_requeued_and_completes(slurm_cluster, tmp_path: Path) -> None:
     """The sweeper's trial job is Checkpointable: preempted mid-run (submitit's signals), SLURM requeues it
@@ -284,12 +285,14 @@ def test_sweep_trial_preempted_on_slurm_is_requeued_and_completes(slurm_cluster,
     driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        job_id = _running_job_id(storage, "preempt", timeout_s=60)
-        time.sleep(2.0)
+        job_id = _running_job_id(storage, "preempt", timeout_s=120)
+        # under load the job may take seconds to import and unpickle: signal it only once the task runs
+        wait_for(lambda: _trial_started(tmp_path / "multirun" / "0"), 120, "the trial's task to start")
+        time.sleep(1.0)
         # what SLURM sends on preemption, as submitit's own test hook (Job._interrupt) does
         subprocess.run(["scancel", job_id, "--signal", "SIGTERM"], check=True)
         subprocess.run(["scancel", job_id, "--signal", "USR2"], check=True)
-        output, _ = driver.communicate(timeout=150)
+        output, _ = driver.communicate(timeout=240)
     finally:
         driver.kill()
     assert driver.returncode == 0, output[-4000:]
@@ -301,3 +304,97 @@ def test_sweep_trial_preempted_on_slurm_is_requeued_and_completes(slurm_cluster,
         "(submitit's preemption handler exits the job with SystemExit; the trial runner must let it through)")
     assert trial.user_attrs["job_id"] == job_id
     assert _scontrol_field(job_id, "Restarts") == "1"
+
+
+# ----------------------------------------------------------------------------- a driver lost or stopped
+def _sweep_cmd(slurm_cluster, tmp_path: Path, storage: str, *extra: str) -> list[str]:
+    return [sys.executable, str(NOOP_APP), "--multirun", "hydra/launcher=sweep_slurm", "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.n_jobs=2", f"hydra.sweeper.storage='{storage}'", "hydra.sweeper.study_name=lost",
+            f"hydra.sweep.dir='{tmp_path / 'multirun'}'", f"hydra.launcher.partition={slurm_cluster.partition}",
+            "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10", *extra]
+
+
+def _both_running(storage: str) -> list[str]:
+    from sweep.study.storage import make_storage
+
+    try:
+        trials = optuna.load_study(study_name="lost", storage=make_storage(storage)).trials
+    except KeyError:
+        return []
+    ids = [t.user_attrs.get("job_id") for t in trials]
+    if len(ids) == 2 and all(ids) and all(_squeue_state(j) == "RUNNING" for j in ids):
+        return ids
+    return []
+
+
+def _sacct_starts(job_id: str) -> int:
+    """How many times SLURM started this job (its Restarts + 1)."""
+    return int(_scontrol_field(job_id, "Restarts")) + 1
+
+
+@pytest.mark.slow
+def test_driver_killed_then_rerun_adopts_its_jobs(slurm_cluster, tmp_path: Path) -> None:
+    """kill -9 of the driver: the jobs keep running; the rerun finds their ids on the trials and adopts them
+    (no trial is started twice, no second writer in a run dir), and tells each once."""
+    pytest.importorskip(SWEEPER_MODULE, reason="sweeper plugin not installed")
+    storage = f"journal://{tmp_path / 'journal.log'}"
+    cmd = _sweep_cmd(slurm_cluster, tmp_path, storage, "sleep_s=20")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 120
+        while not (job_ids := _both_running(storage)) and time.time() < deadline:
+            time.sleep(0.5)
+        assert job_ids, "the two trial jobs never ran"
+    finally:
+        driver.kill()
+        driver.wait()
+    assert all(_squeue_state(j) == "RUNNING" for j in job_ids), "the jobs must outlive the killed driver"
+
+    rerun = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    output = rerun.stdout + rerun.stderr  # Hydra logs to stdout
+    assert output.count("adopted job") == 2, output[-4000:]
+    from sweep.study.storage import make_storage
+
+    trials = optuna.load_study(study_name="lost", storage=make_storage(storage)).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2  # none requeued, none lost
+    assert [t.user_attrs["job_id"] for t in trials] == job_ids
+    for trial in trials:
+        record = json.loads(Path(trial.user_attrs["record_path"]).read_text())
+        assert record["slurm_job_id"] and _sacct_starts(trial.user_attrs["job_id"]) == 1
+        assert trial.user_attrs["adopted_from"] != trial.user_attrs["driver"]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_driver_cancels_its_slurm_jobs(slurm_cluster, tmp_path: Path) -> None:
+    """What a driver inside SLURM gets on scancel or time-out: its jobs are cancelled and their trials
+    requeued, exit 143; the rerun runs them and the study ends with exactly n_trials counted trials."""
+    pytest.importorskip(SWEEPER_MODULE, reason="sweeper plugin not installed")
+    storage = f"journal://{tmp_path / 'journal.log'}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    driver = subprocess.Popen(_sweep_cmd(slurm_cluster, tmp_path, storage, "sleep_s=120"), cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.time() + 120
+        while not (job_ids := _both_running(storage)) and time.time() < deadline:
+            time.sleep(0.5)
+        assert job_ids, "the two trial jobs never ran"
+        driver.send_signal(signal.SIGTERM)
+        output, _ = driver.communicate(timeout=120)
+    finally:
+        driver.kill()
+    assert driver.returncode == 143, output[-4000:]
+    assert "driver stopping (SIGTERM): cancelling 2 running trial(s)" in output
+    wait_for(lambda: all(_squeue_state(j) == "" for j in job_ids), 60, "the cancelled jobs to leave the queue")
+    rerun = subprocess.run(_sweep_cmd(slurm_cluster, tmp_path, storage, "sleep_s=0"), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=240, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    from sweep.study.resume import is_counted
+    from sweep.study.storage import make_storage
+
+    trials = optuna.load_study(study_name="lost", storage=make_storage(storage)).trials
+    counted = [t for t in trials if is_counted(t)]
+    assert len(counted) == 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in counted)
+    assert all(t.user_attrs["failure_reason"].startswith("driver lost: requeued as trial ")
+               for t in trials if not is_counted(t))

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -14,7 +15,17 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from sweep.study.resume import DriverConflictError, DriverInfo, claim_study, is_counted, recover_lost_trials
+from sweep.study.resume import (
+    HEARTBEAT_ATTR,
+    DriverConflictError,
+    DriverInfo,
+    Heartbeat,
+    claim_study,
+    is_counted,
+    lost_trials,
+    recover_lost_trials,
+    release_study,
+)
 from sweep.study.results import export_results, progress_line, trials_dataframe
 from sweep.study.storage import StorageError, default_storage_url, make_storage, normalize_storage_url
 
@@ -117,15 +128,46 @@ def test_one_live_driver_per_study(storage_url: str) -> None:
     study = optuna.create_study(study_name="s", storage=make_storage(storage_url))
     host = socket.gethostname()
     claim_study(study, DriverInfo(host, _dead_pid(), "t0"))
-    claim_study(study, DriverInfo(host, os.getppid(), "t1"))  # the holder is dead: taken over
+    claim_study(study, DriverInfo(host, os.getppid(), "t1"))  # the holder's pid is gone: taken over at once
     assert study.user_attrs["driver_pid"] == os.getppid()
-    with pytest.raises(DriverConflictError, match=r"is driven by a live process \(.*:t1\)"):
+    with pytest.raises(DriverConflictError, match=r"is driven by a live process \(.*:t1, last heartbeat"):
         claim_study(study, DriverInfo(host, os.getpid(), "t2"))
+
+
+def test_liveness_is_by_heartbeat_on_any_host(storage_url: str) -> None:
+    """A driver on another host is alive while its heartbeat is fresh (never taken over), lost once stale."""
+    study = optuna.create_study(study_name="s", storage=make_storage(storage_url))
     study.set_user_attr("driver_id", "other-host:1:t3")
-    with pytest.raises(DriverConflictError):
-        claim_study(study, DriverInfo(host, os.getpid(), "t4"), assume_foreign_dead=False)
-    claim_study(study, DriverInfo(host, os.getpid(), "t4"))  # by default a driver elsewhere is taken as gone
+    study.set_user_attr(HEARTBEAT_ATTR, time.time() - 5)
+    with pytest.raises(DriverConflictError, match="other-host:1:t3"):
+        claim_study(study, DriverInfo(socket.gethostname(), os.getpid(), "t4"), timeout_s=60)
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr("driver", "other-host:1:t3")
+    assert lost_trials(study, DriverInfo(socket.gethostname(), os.getpid(), "t4"), timeout_s=60) == []
+    study.set_user_attr(HEARTBEAT_ATTR, time.time() - 61)  # stale: the other driver is gone
+    me = DriverInfo(socket.gethostname(), os.getpid(), "t4")
+    claim_study(study, me, timeout_s=60, settle_s=0.1)
     assert study.user_attrs["driver_start"] == "t4"
+    assert [t.number for t in lost_trials(study, me, timeout_s=60)] == [0]
+
+
+def test_heartbeat_thread_refreshes_and_notices_a_takeover(storage_url: str) -> None:
+    study = optuna.create_study(study_name="s", storage=make_storage(storage_url))
+    me = DriverInfo(socket.gethostname(), os.getpid(), "hb")
+    claim_study(study, me)
+    study.set_user_attr(HEARTBEAT_ATTR, 1.0)
+    beat = Heartbeat(lambda: make_storage(storage_url), "s", me, interval_s=0.2).start()
+    try:
+        deadline = time.time() + 10
+        while study.user_attrs[HEARTBEAT_ATTR] == 1.0 and time.time() < deadline:
+            time.sleep(0.1)
+        assert time.time() - study.user_attrs[HEARTBEAT_ATTR] < 5
+        study.set_user_attr("driver_id", "other-host:2:later")
+        assert beat.superseded.wait(10)
+    finally:
+        beat.stop()
+    release_study(study, me)  # not the holder any more: leaves the other driver's heartbeat alone
+    assert study.user_attrs[HEARTBEAT_ATTR] != 0.0
 
 
 def test_optuna_dashboard_lists_the_study(storage_url: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,11 @@ sys.path.insert(0, str(Path(__file__).parent / "apps"))
 from runner import APPS, app_command, app_env, base_overrides, load, run_app  # noqa: E402
 
 from sweep.study.resume import is_counted, pid_alive  # noqa: E402
+from _waiting import wait_for  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _states(storage: str) -> list[TrialState]:
@@ -49,7 +42,7 @@ def test_kill_9_driver_then_rerun(tmp_path: Path) -> None:
     driver = subprocess.Popen(app_command(*args), cwd=APPS, env=app_env(), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: _states(storage).count(TrialState.COMPLETE) >= 2 and _submitted_running(storage), 90,
+        wait_for(lambda: _states(storage).count(TrialState.COMPLETE) >= 2 and _submitted_running(storage), 90,
                   "2 complete trials and one submitted trial running")
     finally:
         driver.send_signal(signal.SIGKILL)
@@ -58,7 +51,7 @@ def test_kill_9_driver_then_rerun(tmp_path: Path) -> None:
     orphans = [t for t in study.get_trials() if t.state == TrialState.RUNNING]
     assert orphans, "the driver should have died with trials in flight"
     worker_pids = [int(t.user_attrs["job_id"]) for t in orphans if "job_id" in t.user_attrs]
-    _wait_for(lambda: not any(pid_alive(p) for p in worker_pids), 10, "workers to die with their driver")
+    wait_for(lambda: not any(pid_alive(p) for p in worker_pids), 10, "workers to die with their driver")
     done_before = {t.number: t.datetime_complete for t in study.get_trials() if t.state == TrialState.COMPLETE}
 
     proc = run_app(*args, timeout=180)

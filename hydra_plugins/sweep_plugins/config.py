@@ -43,7 +43,10 @@ class SweepOptunaSweeperConf:
     validate_configs: bool = True  # compose every categorical combination before submitting anything
     dedupe: bool = True  # a proposal equal to a COMPLETE trial reuses its result instead of running again
     poll_interval_s: float = 0.05
-    assume_foreign_drivers_dead: bool = True  # RUNNING trials of a driver on another host are requeued
+    assume_foreign_drivers_dead: bool = True  # deprecated, ignored: a driver is alive while its heartbeat is
+    driver_heartbeat_s: float = 10.0  # the driver refreshes its heartbeat in the storage this often ...
+    driver_timeout_s: float = 60.0  # ... and counts as lost (its jobs adopted or requeued) after this long without
+    claim_settle_s: float = 0.5  # two drivers starting at once: the claim is re-read after this, one steps back
     export_results: bool = True  # trials.parquet + trials.csv in the sweep dir at the end
 
 

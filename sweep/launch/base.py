@@ -14,7 +14,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig
 
-from sweep.launch.trial import TrialPayload, compose_trial_config, pinned_sweep_dir_override
+from sweep.launch.trial import TrialPayload, compose_trial_config, pinned_sweep_dir_override, redact_config
 from sweep.study.outcome import COMPLETED, TrialOutcome
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,10 @@ class TrialLauncher(Launcher):
     def payload(self, job_overrides: Sequence[str], idx: int, env: Mapping[str, str] | None = None) -> TrialPayload:
         assert self.config is not None and self.task_function is not None, "launcher used before setup()"
         overrides = [pinned_sweep_dir_override(self.config), *job_overrides]
-        cfg = compose_trial_config(self.hydra_context, self.config, overrides, idx)
+        cfg = redact_config(compose_trial_config(self.hydra_context, self.config, overrides, idx))
         state = None
         if not self.in_process:
-            from hydra.core.singleton import Singleton
-
-            state = Singleton.get_state()
+            state = _redacted_singleton_state()
         return TrialPayload(self.hydra_context, self.task_function, cfg, state, dict(env or {}))
 
     def submit(self, job_overrides: Sequence[str], idx: int, env: Mapping[str, str] | None = None) -> TrialHandle:
@@ -74,9 +72,30 @@ class TrialLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Hydra's batch API (used by plain ``-m`` sweeps with other sweepers): submit all, wait for all."""
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        from sweep.safety import secure_dir
+
+        secure_dir(self.sweep_dir)
         handles = self.submit_batch([(list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)])
         return [_job_return(list(o), h.result()) for o, h in zip(job_overrides, handles)]
+
+
+def _redacted_singleton_state() -> dict[Any, Any]:
+    """Hydra's singleton state for the worker, with the copy of the driver's config that HydraConfig holds
+    masked too (it carries the storage URL; the worker sets HydraConfig from the trial config anyway)."""
+    import copy
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.singleton import Singleton
+
+    state = dict(Singleton.get_state())
+    instances = dict(state["instances"])
+    current = instances.get(HydraConfig)
+    if current is not None and getattr(current, "cfg", None) is not None:
+        masked = HydraConfig.__new__(HydraConfig)
+        masked.cfg = redact_config(copy.deepcopy(current.cfg))
+        instances[HydraConfig] = masked
+    state["instances"] = instances
+    return state
 
 
 def _job_return(overrides: list[str], outcome: TrialOutcome) -> JobReturn:

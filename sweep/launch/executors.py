@@ -10,7 +10,7 @@ import submitit
 from submitit.core.core import Executor
 from submitit.local.debug import DebugExecutor, DebugJob
 
-from sweep.launch.slurm import build_executor, slurm_parameters
+from sweep.launch.slurm import build_executor, slurm_parameters, static_folder
 
 KINDS = ("inprocess", "local", "slurm")
 _TARGET_KINDS = {"InProcessLauncher": "inprocess", "LocalLauncher": "local", "SlurmLauncher": "slurm"}
@@ -66,7 +66,11 @@ def launcher_kind(launcher_cfg: Mapping[str, Any]) -> str:
 
 
 def make_executor(launcher_cfg: Mapping[str, Any], folder: str | Path) -> Executor:
+    """The folder is made private first (``secure_dir``): submitit unpickles the job results it finds there."""
+    from sweep.safety import secure_dir
+
     kind = launcher_kind(launcher_cfg)
+    secure_dir(static_folder(folder))
     if kind == "inprocess":
         return InProcessExecutor(folder)
     if kind == "local":

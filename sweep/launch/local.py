@@ -3,6 +3,7 @@
 Unlike submitit's LocalExecutor it does not give every job ``CUDA_VISIBLE_DEVICES=0``: with ``gpus`` set, each
 trial gets the least busy GPU of the list (round-robin among equals), and the variable is left alone otherwise.
 Workers die with the driver (PR_SET_PDEATHSIG), so a killed driver leaves no orphan trial running.
+Payload and result pickles carry the driver's HMAC and live in 0700 folders (``sweep.safety``).
 """
 from __future__ import annotations
 
@@ -17,12 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-import cloudpickle
-
 from sweep.launch.base import TrialHandle, TrialLauncher
 from sweep.launch.trial import TrialPayload
-from sweep.launch.worker import RESULT_FILE
-from sweep.study.outcome import TrialOutcome, outcome_from_exit
+from sweep.launch.worker import EXIT_UNTRUSTED, RESULT_FILE
+from sweep.safety import (
+    UntrustedPickleError,
+    pickle_signed,
+    secure_dir,
+    unpickle_signed,
+    worker_env,
+    write_private,
+)
+from sweep.study.outcome import FAILED, TrialOutcome, outcome_from_exit
 
 log = logging.getLogger(__name__)
 SUBMIT_DIR = ".submitted"  # under the sweep dir: payloads, results and worker logs, one folder per trial
@@ -72,12 +79,26 @@ class LocalHandle:
         if self._outcome is None:
             code = self.proc.wait()
             self._pool.release(self.gpu)
-            path = self.folder / RESULT_FILE
-            if path.exists():
-                self._outcome = cloudpickle.loads(path.read_bytes())
-            else:
-                self._outcome = outcome_from_exit(code, _tail(self.folder / "stderr.log"))
+            self._outcome = self._read_result(code)
         return self._outcome
+
+    def _read_result(self, code: int) -> TrialOutcome:
+        path = self.folder / RESULT_FILE
+        if not path.exists():
+            if code == EXIT_UNTRUSTED:
+                return TrialOutcome(FAILED, {}, f"refused: {_tail(self.folder / 'stderr.log').strip()[-400:]}")
+            return outcome_from_exit(code, _tail(self.folder / "stderr.log"))
+        try:
+            return unpickle_signed(path)
+        except UntrustedPickleError as err:
+            return TrialOutcome(FAILED, {}, f"refused: {err}")
+
+    @property
+    def adoption(self) -> dict[str, str]:
+        """A local worker dies with its driver (nothing to re-attach to); recorded for the record."""
+        import socket
+
+        return {"launcher": "local", "job_host": socket.gethostname()}
 
     def cancel(self) -> None:
         if self.proc.poll() is None:
@@ -108,11 +129,11 @@ class LocalLauncher(TrialLauncher):
         return [self._spawn(p, idx) for p, idx in zip(payloads, idxs)]
 
     def _spawn(self, payload: TrialPayload, idx: int) -> LocalHandle:
-        folder = self.sweep_dir / SUBMIT_DIR / f"trial_{idx}"
-        folder.mkdir(parents=True, exist_ok=True)
+        secure_dir(self.sweep_dir)
+        folder = secure_dir(self.sweep_dir / SUBMIT_DIR / f"trial_{idx}")
         for stale in (RESULT_FILE, "stderr.log", "stdout.log"):
             (folder / stale).unlink(missing_ok=True)
-        (folder / "payload.pkl").write_bytes(cloudpickle.dumps(payload))
+        write_private(folder / "payload.pkl", pickle_signed(payload))
         gpu = self.pool.acquire()
         env = self._env(gpu)
         with (folder / "stdout.log").open("wb") as out, (folder / "stderr.log").open("wb") as err:
@@ -122,7 +143,7 @@ class LocalLauncher(TrialLauncher):
         return LocalHandle(proc, folder, payload.run_dir, self.pool, gpu)
 
     def _env(self, gpu: Optional[str]) -> dict[str, str]:
-        env = {**os.environ, **self.extra_env}
+        env = {**os.environ, **self.extra_env, **worker_env()}
         paths = [p for p in (_script_dir(), env.get("PYTHONPATH")) if p]
         if paths:
             env["PYTHONPATH"] = os.pathsep.join(paths)  # the app's own modules import in the worker too

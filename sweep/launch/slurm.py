@@ -3,6 +3,11 @@
 The job callable is a ``submitit.helpers.Checkpointable``: on preemption or timeout submitit calls its
 ``checkpoint`` and requeues the same payload; the trial config (pinned sweep dir, job num = trial number) gives
 the same run dir, where the train job finds ``checkpoints/last.pt`` and resumes.
+
+Each trial records its job id and submitit folder (``adoption``), so a driver started after this one was lost
+re-attaches to the job (``adopt_job``) instead of running the trial a second time. submitit's own pickles
+(``*_submitted.pkl``, ``*_result.pkl``) are not signed: they are only read from a folder that ``secure_dir``
+checked (ours, 0700), see docs/ARCHITECTURE.md.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import submitit
 
 from sweep.launch.base import TrialHandle, TrialLauncher
 from sweep.launch.trial import TrialPayload, execute_trial
+from sweep.safety import secure_dir
 from sweep.study.outcome import TrialOutcome, outcome_from_exception
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,24 @@ class SubmititHandle:
 
     def cancel(self) -> None:
         self.job.cancel(check=False)
+
+    @property
+    def adoption(self) -> dict[str, str]:
+        """Trial user attrs from which another driver re-attaches to this job (``adopt_job``)."""
+        return {"launcher": "slurm", "job_folder": str(self.job._paths._folder)}
+
+
+def adopt_job(folder: str, job_id: str, run_dir: str, results_timeout_s: float = 5.0) -> SubmititHandle:
+    """A handle on a job submitted by a driver that is gone: its state comes from squeue/sacct and its result
+    from the submitit folder (checked private first), as for a job of our own."""
+    secure_dir(static_folder(folder))
+    return SubmititHandle(submitit.SlurmJob(folder=folder, job_id=job_id), run_dir, results_timeout_s)
+
+
+def static_folder(folder: str | Path) -> Path:
+    """The folder above the first ``%`` placeholder (``<sweep_dir>/.submitit`` for ``.../.submitit/%j``)."""
+    parts = Path(folder).parts
+    return Path(*parts[:next((i for i, p in enumerate(parts) if "%" in p), len(parts))])
 
 
 def _safe_state(job: submitit.Job) -> str:
@@ -109,6 +133,7 @@ class SlurmLauncher(TrialLauncher):
     def executor(self) -> submitit.AutoExecutor:
         if self._executor is None:
             folder = self.submitit_folder or str(self.sweep_dir / ".submitit" / "%j")
+            secure_dir(static_folder(folder))  # submitit unpickles what it finds there
             self._executor = build_executor(folder, self.cluster, self.params, self.max_num_timeout)
         return self._executor
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from sweep.study.outcome import TrialOutcome, outcome_from_exception, outcome_from_return
 
@@ -52,6 +52,40 @@ def compose_trial_config(hydra_context: Any, config: DictConfig, overrides: list
     return sweep_config
 
 
+def redact_config(config: DictConfig) -> DictConfig:
+    """Mask every ``scheme://user:password@`` in the config (the storage URL, the Hydra overrides that set it),
+    in place: the trial config reaches payload pickles and each run dir's ``.hydra/hydra.yaml``."""
+    from sweep.study.storage import redact_text
+
+    plain = OmegaConf.to_container(config, resolve=False)
+    for parent_path, key, value in _string_leaves(plain, ()):
+        masked = redact_text(value)
+        if masked != value:
+            parent = config
+            for part in parent_path:
+                parent = parent[part] if isinstance(parent, ListConfig) else parent._get_node(part)
+            with read_write(parent), open_dict(parent) if isinstance(parent, DictConfig) else _nothing():
+                parent[key] = masked
+    return config
+
+
+def _string_leaves(node: Any, path: tuple) -> list[tuple[tuple, Any, str]]:
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    found = []
+    for key, value in items:
+        if isinstance(value, str):
+            found.append((path, key, value))
+        elif isinstance(value, (dict, list)):
+            found.extend(_string_leaves(value, (*path, key)))
+    return found
+
+
+def _nothing() -> Any:
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
 def trial_run_dir(config: DictConfig) -> str:
     """``<hydra.sweep.dir>/<hydra.sweep.subdir>`` of a composed trial config (resolved without HydraConfig)."""
     from hydra.core.hydra_config import HydraConfig
@@ -75,7 +109,9 @@ def execute_trial(payload: TrialPayload) -> TrialOutcome:
     setup_globals()
     saved = {k: os.environ.get(k) for k in payload.env}
     os.environ.update(payload.env)
+    lock: Optional[RunDirLock] = None
     try:
+        lock = RunDirLock(payload.run_dir).acquire()
         ret = run_job(hydra_context=payload.hydra_context, task_function=payload.task_function,
                       config=payload.config, job_dir_key=JOB_DIR_KEY, job_subdir_key=JOB_SUBDIR_KEY)
         if ret.status == JobStatus.COMPLETED:
@@ -90,7 +126,67 @@ def execute_trial(payload: TrialPayload) -> TrialOutcome:
         outcome = outcome_from_exception(err)
     finally:
         _restore_env(saved)
+        if lock is not None:
+            lock.release()
     return with_record_file(outcome, payload.run_dir)
+
+
+class RunDirBusyError(RuntimeError):
+    """Another process still writes this run dir (a job of a lost driver): two writers would corrupt it."""
+
+
+class RunDirLock:
+    """An exclusive ``flock`` on ``<run_dir>/.writer.lock`` for the whole trial: never two writers in one run
+    dir (flock also holds across hosts on NFSv4). Waits up to ``SWEEP_RUN_DIR_WAIT_S`` (default 120 s) for a
+    previous writer to end, then fails the trial naming that writer."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / ".writer.lock"
+        self._fd: Optional[int] = None
+
+    def acquire(self, wait_s: Optional[float] = None) -> "RunDirLock":
+        import fcntl
+        import socket
+        import time
+
+        wait_s = float(os.environ.get("SWEEP_RUN_DIR_WAIT_S", 120)) if wait_s is None else wait_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+                    os.close(fd)
+                    raise RunDirBusyError(f"run dir {self.path.parent} is still being written by {holder} "
+                                          f"(waited {wait_s:.0f} s); refusing to start a second writer") from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{socket.gethostname()} pid {os.getpid()} job {os.environ.get('SLURM_JOB_ID', '-')}\n"
+                  .encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    from sweep.safety import unique_suffix
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{unique_suffix()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _restore_env(saved: Mapping[str, Optional[str]]) -> None:
@@ -108,8 +204,12 @@ def with_record_file(outcome: TrialOutcome, run_dir: str) -> TrialOutcome:
     outcome.record.setdefault("run_dir", run_dir)
     path = Path(outcome.record.get("record_path") or Path(run_dir) / "result.json")
     if has_record and not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(outcome.record, indent=1, default=str, allow_nan=True))
+        try:
+            _write_text_atomic(path, json.dumps(outcome.record, indent=1, default=str, allow_nan=True))
+        except OSError as err:  # a full disk: the trial cannot be read out later, so it is not a success
+            failed = outcome_from_exception(err, prefix=f"cannot write {path}")
+            outcome.status, outcome.failure_reason = failed.status, failed.failure_reason
+            return outcome
     if path.exists():
         outcome.record["record_path"] = str(path)
     return outcome

@@ -1,28 +1,52 @@
 """``python -m sweep.launch.worker <payload.pkl>``: run one trial in a fresh process, write ``result.pkl``.
 
 The exit code is the trial's own (a crash shows as -9/137, not as a timeout); the result file appears only when
-the trial returned, so the driver reads a missing file plus the exit code as a crash.
+the trial returned, so the driver reads a missing file plus the exit code as a crash. Both pickles carry the
+driver's HMAC (``sweep.safety``): a payload that another user swapped in is refused before it is unpickled.
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
 
+from sweep.study.outcome import DISK_FULL
+
 RESULT_FILE = "result.pkl"
+EXIT_UNTRUSTED, EXIT_NO_SPACE, EXIT_WRITE_FAILED = 3, 4, 5
 
 
 def run_payload_file(payload_path: Path) -> int:
-    import cloudpickle
-
     from sweep.launch.trial import execute_trial
+    from sweep.safety import KEY_ENV, UntrustedPickleError, driver_key, pickle_signed, unpickle_signed, write_private
 
-    payload = cloudpickle.loads(payload_path.read_bytes())
+    if not os.environ.get(KEY_ENV):
+        print(f"sweep worker: {KEY_ENV} is not set: cannot authenticate {payload_path}; refusing to run it",
+              file=sys.stderr)
+        return EXIT_UNTRUSTED
+    driver_key()  # read the key, then hide it from the trial's own code and child processes
+    os.environ.pop(KEY_ENV, None)
+    try:
+        payload = unpickle_signed(payload_path)
+    except UntrustedPickleError as err:
+        print(f"sweep worker: {err}", file=sys.stderr)
+        return EXIT_UNTRUSTED
     outcome = execute_trial(payload)
-    tmp = payload_path.with_name(RESULT_FILE + ".tmp")
-    tmp.write_bytes(cloudpickle.dumps(outcome))
-    os.replace(tmp, payload_path.with_name(RESULT_FILE))  # atomic: the driver never reads half a file
+    try:
+        write_private(payload_path.with_name(RESULT_FILE), pickle_signed(outcome))  # atomic: never half a file
+    except OSError as err:
+        return _write_failed(payload_path.with_name(RESULT_FILE), err)
     return 0
+
+
+def _write_failed(path: Path, err: OSError) -> int:
+    """Name a full disk plainly (the driver reads this stderr line into the trial's failure reason)."""
+    if err.errno == errno.ENOSPC:
+        print(f"sweep worker: {DISK_FULL}: cannot write {path}: {err}", file=sys.stderr)
+        return EXIT_NO_SPACE
+    print(f"sweep worker: cannot write {path}: {err}", file=sys.stderr)
+    return EXIT_WRITE_FAILED
 
 
 def main(argv: list[str] | None = None) -> int:

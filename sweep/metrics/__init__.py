@@ -4,17 +4,19 @@ Every metric is a pure function of an (N, D) numpy array or torch tensor (never 
 spectral ones also have a streaming form, :class:`SpectralAccumulator`, that agrees with the
 full-matrix :func:`spectral_metrics` to float64 round-off.
 """
-from ._alpha import DEFAULT_ALPHA_WINDOW, AlphaFit, fit_power_law
+from ._alpha import DEFAULT_ALPHA_WINDOW, AlphaFit, AlphaWindowWarning, fit_power_law
 from ._clustering import checkpoint_agreement, clustering_agreement, kmeans_silhouette, monitoring_metrics
 from ._entropy import ENTROPY_ESTIMATORS, embedding_entropy
 from ._inputs import MetricInputError
 from ._lidar import LIDAR_DELTA, LIDAR_EPS, lidar
+from ._normalized import normalized_rankme
 from ._spectral import alpha_req, nesum, participation_ratio, rankme, rankme_centered, rankme_sq, stable_rank
 from ._spectrum import RANKME_EPS
 from ._streaming import SPECTRAL_KEYS, SpectralAccumulator, spectral_metrics
 
 __all__ = [
     "AlphaFit",
+    "AlphaWindowWarning",
     "DEFAULT_ALPHA_WINDOW",
     "ENTROPY_ESTIMATORS",
     "LIDAR_DELTA",
@@ -32,6 +34,7 @@ __all__ = [
     "lidar",
     "monitoring_metrics",
     "nesum",
+    "normalized_rankme",
     "participation_ratio",
     "rankme",
     "rankme_centered",

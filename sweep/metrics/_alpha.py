@@ -9,6 +9,7 @@ that sit above the power law; weighting by 1/k balances the log-spaced ranks.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,13 +28,22 @@ class AlphaFit:
 
     alpha: decay exponent (lambda_k ~ k^-alpha); r2: coefficient of determination of the weighted
     fit; window: 1-based inclusive ranks actually used; collapsed: True when the embedding had too
-    few non-zero eigenvalues to fit (alpha and r2 are then NaN) -- a training failure, not a bug.
+    few non-zero eigenvalues to fit (alpha and r2 are then NaN) -- a training failure, not a bug;
+    window_cut: True when fewer ranks than min(hi, D) were used because the spectrum has fewer non-zero
+    eigenvalues (rank-deficient data, N <= D, or a collapse), or when D < lo + 2 leaves no window at all;
+    reason: why alpha is NaN or the window was cut ("" when the requested window was used in full).
     """
 
     alpha: float
     r2: float
     window: tuple[int, int]
     collapsed: bool = False
+    window_cut: bool = False
+    reason: str = ""
+
+
+class AlphaWindowWarning(UserWarning):
+    """The alpha-ReQ fit used fewer ranks than requested (or none): the exponent is less comparable."""
 
 
 def check_window(window: Sequence[int]) -> tuple[int, int]:
@@ -66,13 +76,17 @@ def fit_power_law(eigenvalues: np.ndarray, window: Sequence[int] = DEFAULT_ALPHA
         )
     k = np.arange(lo, hi_used + 1, dtype=np.float64)
     alpha, r2 = _weighted_loglog_fit(k, e[lo - 1 : hi_used])
+    if hi_used < min(hi, e.size):
+        reason = (f"window=({lo}, {hi}) cut to ({lo}, {hi_used}): only {hi_used} of {e.size} eigenvalues "
+                  "are non-zero")
+        return AlphaFit(alpha=alpha, r2=r2, window=(lo, hi_used), window_cut=True, reason=reason)
     return AlphaFit(alpha=alpha, r2=r2, window=(lo, hi_used))
 
 
 def _weighted_loglog_fit(k: np.ndarray, lam: np.ndarray) -> tuple[float, float]:
     """Slope (negated) and weighted R^2 of log(lam) = c - alpha log(k), weights 1/k."""
     w = 1.0 / k
-    x, y = np.log(k), np.log(lam)
+    x, y = np.log(k), np.log(lam / lam[0])  # the slope is scale-free; keeps log() away from over/underflow
     xm, ym = np.average(x, weights=w), np.average(y, weights=w)
     sxx = float(np.sum(w * (x - xm) ** 2))
     sxy = float(np.sum(w * (x - xm) * (y - ym)))
@@ -86,18 +100,29 @@ def _weighted_loglog_fit(k: np.ndarray, lam: np.ndarray) -> tuple[float, float]:
 
 
 def alpha_from_spectrum(cov_eigs: np.ndarray, window: Sequence[int] = DEFAULT_ALPHA_WINDOW) -> AlphaFit:
-    """alpha-ReQ on a cleaned covariance spectrum; a collapsed spectrum gives a NaN fit, not an error.
+    """alpha-ReQ on a cleaned covariance spectrum; never raises for a valid spectrum.
 
-    A spectrum with fewer than lo + 2 eigenvalues in total means D is too small for the window (a
-    configuration error, raised); fewer than lo + 2 *non-zero* ones means the embedding collapsed.
+    Fewer than lo + 2 eigenvalues in total (D too small for the window, e.g. D = 2..5 with the default
+    window): alpha NaN, ``window_cut`` and the reason, with an :class:`AlphaWindowWarning` -- the other
+    spectral metrics of such an embedding are still defined. Fewer than lo + 2 *non-zero* ones: the
+    embedding collapsed (alpha NaN, ``collapsed``). A window cut short by zero eigenvalues warns too.
     """
     lo, hi = check_window(window)
     e = descending(cov_eigs)
-    if e.size < lo + MIN_FIT_POINTS - 1:
-        raise MetricInputError(
-            f"window=({lo}, {hi}) needs D >= {lo + MIN_FIT_POINTS - 1} eigenvalues, got D={e.size}"
-        )
+    need = lo + MIN_FIT_POINTS - 1
+    if e.size < need:
+        reason = (f"D={e.size} < {need}: window=({lo}, {hi}) needs at least {need} eigenvalues "
+                  f"(ranks {lo}..{need}); alpha is undefined")
+        warnings.warn(reason, AlphaWindowWarning, stacklevel=3)
+        return AlphaFit(alpha=math.nan, r2=math.nan, window=(lo, min(hi, e.size)), window_cut=True,
+                        reason=reason)
     nonzero = int(np.count_nonzero(e > 0.0))
-    if nonzero < lo + MIN_FIT_POINTS - 1:
-        return AlphaFit(alpha=math.nan, r2=math.nan, window=(lo, min(hi, nonzero)), collapsed=True)
-    return fit_power_law(e, (lo, hi))
+    if nonzero < need:
+        reason = (f"collapsed: only {nonzero} of {e.size} covariance eigenvalues are non-zero; "
+                  f"window=({lo}, {hi}) needs {need}")
+        return AlphaFit(alpha=math.nan, r2=math.nan, window=(lo, min(hi, nonzero)), collapsed=True,
+                        window_cut=True, reason=reason)
+    fit = fit_power_law(e, (lo, hi))
+    if fit.window_cut:
+        warnings.warn(f"alpha-ReQ {fit.reason}", AlphaWindowWarning, stacklevel=3)
+    return fit

@@ -5,10 +5,15 @@ information (AMI) between k-means runs that differ only in their seed (stable st
 agreement near 1); checkpoint agreement = AMI between the partitions of the same monitoring set at
 successive checkpoints. k-means is scikit-learn's, with ``n_init=1`` so the seed is the only source
 of variation between runs.
+
+Scale: k-means, silhouette and AMI are invariant to a global scale of the embeddings, so every function runs
+on x / 2**e (an exact power of two bringing max |x| to [0.5, 1)); inputs of size 1e200 or 1e-170 then give
+the same partition as unit-scale ones instead of overflowing squared distances (silhouette 0.0, AMI 1.0).
 """
 from __future__ import annotations
 
 import itertools
+import numbers
 import warnings
 from typing import Optional, Sequence
 
@@ -18,12 +23,15 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_mutual_info_score, silhouette_score
 
 from ._entropy import embedding_entropy
-from ._inputs import ArrayLike, MetricInputError, to_numpy64
+from ._inputs import ArrayLike, MetricInputError, check_integer, unit_scaled_numpy64
 
 SILHOUETTE_MAX_SAMPLES = 4096  # silhouette is O(N^2); larger inputs use a seeded subsample
 
 
 def _check_clusters(n_clusters: int, n: int) -> int:
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, numbers.Integral):  # 2.7 is not a count
+        raise MetricInputError(f"n_clusters must be an integer with 2 <= n_clusters < N={n}, "
+                               f"got n_clusters={n_clusters!r}")
     k = int(n_clusters)
     if not 2 <= k < n:
         raise MetricInputError(
@@ -33,7 +41,12 @@ def _check_clusters(n_clusters: int, n: int) -> int:
 
 
 def _check_seeds(seeds: Sequence[int], minimum: int) -> list[int]:
-    s = [int(v) for v in seeds]
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise MetricInputError(f"seeds must be a sequence of integers, got seeds={seeds!r}")
+    try:
+        s = [check_integer(v, "seeds entries") for v in seeds]
+    except MetricInputError:
+        raise MetricInputError(f"seeds must be a sequence of integers, got seeds={seeds!r}") from None
     if len(s) < minimum:
         raise MetricInputError(f"seeds needs at least {minimum} seed(s), got {list(seeds)!r}")
     if len(set(s)) != len(s):
@@ -59,7 +72,7 @@ def _silhouette(x: np.ndarray, labels: np.ndarray, seed: int) -> float:
 
 def kmeans_silhouette(x: ArrayLike, n_clusters: int, seed: int = 0) -> float:
     """Silhouette score of a seeded k-means partition of x, in [-1, 1]."""
-    a = to_numpy64(x)
+    a, _ = unit_scaled_numpy64(x)
     k = _check_clusters(n_clusters, a.shape[0])
     return _silhouette(a, kmeans_labels(a, k, seed), seed)
 
@@ -71,7 +84,7 @@ def _mean_pairwise_ami(labelings: Sequence[np.ndarray]) -> float:
 
 def clustering_agreement(x: ArrayLike, n_clusters: int, seeds: Sequence[int] = (0, 1, 2)) -> float:
     """Mean pairwise AMI between k-means runs of x with different seeds (>= 2 seeds)."""
-    a = to_numpy64(x)
+    a, _ = unit_scaled_numpy64(x)
     k = _check_clusters(n_clusters, a.shape[0])
     return _mean_pairwise_ami([kmeans_labels(a, k, s) for s in _check_seeds(seeds, 2)])
 
@@ -105,7 +118,7 @@ def monitoring_metrics(
     ami_checkpoint the AMI between ``previous_labels`` and this checkpoint's first-seed labels,
     which are returned to be passed as ``previous_labels`` next time.
     """
-    a = to_numpy64(x)
+    a, _ = unit_scaled_numpy64(x)
     k = _check_clusters(n_clusters, a.shape[0])
     seed_list = _check_seeds(seeds, 1)
     prev = None if previous_labels is None else _check_labels(previous_labels, "previous_labels", a.shape[0])
@@ -116,5 +129,5 @@ def monitoring_metrics(
     }
     if prev is not None:
         out["ami_checkpoint"] = float(adjusted_mutual_info_score(prev, runs[0]))
-    out["entropy"] = embedding_entropy(a)
+    out["entropy"] = embedding_entropy(x)  # in the input's units (it is not scale-free)
     return out, runs[0]

@@ -13,8 +13,14 @@ Opt-in estimator, ``"knn"``: Kozachenko-Leonenko,
 r_i the distance from point i to its k-th nearest neighbour and V_D the volume of the unit D-ball.
 It is consistent for any density but biased in high D at small N, O(N^2 D) time (O(N) memory:
 scikit-learn chunks the neighbour search), and undefined when a
-point has k exact duplicates (r_i = 0); such distances are floored at ``1e-300`` and documented
-rather than raised, so the value is then a very large negative number.
+point has k exact duplicates (r_i = 0); such distances are floored at ``1e-300`` (relative to the data's
+scale) and documented rather than raised, so the value is then a very large negative number.
+
+Scale: both estimators run on x / 2**e (an exact power of two bringing max |x| to [0.5, 1)) and add back
+D * e * log 2, the exact change of a differential entropy under that scaling; the Gaussian ridge is applied
+in the input's units through a log-sum-exp. So inputs near the ends of the float64 range (|x| ~ 1e200 or
+1e-170) give the defined value instead of inf / NaN, and H(c x) = H(x) + D log|c| whenever the ridge is
+negligible.
 """
 from __future__ import annotations
 
@@ -25,7 +31,15 @@ import scipy.special
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from ._inputs import ArrayLike, MetricInputError, check_matrix
+from ._inputs import (
+    ArrayLike,
+    MetricInputError,
+    check_integer,
+    check_matrix,
+    check_number,
+    pow2_exponent,
+    scale_pow2,
+)
 
 ENTROPY_ESTIMATORS = ("gaussian", "knn")
 _DISTANCE_FLOOR = 1e-300
@@ -41,27 +55,36 @@ def embedding_entropy(x: ArrayLike, estimator: str = "gaussian", ridge: float = 
     return knn_entropy(t, k)
 
 
+def _unit_scale(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    e = pow2_exponent(float(t.abs().max().item()))
+    return scale_pow2(t, -e), e
+
+
 def gaussian_entropy(t: torch.Tensor, ridge: float = 1e-6) -> float:
     """1/2 sum log(2 pi e (lambda + ridge)) of the sample covariance of the float64 rows t."""
-    if ridge < 0.0:
-        raise MetricInputError(f"ridge must be >= 0, got ridge={ridge}")
-    centred = t - t.mean(dim=0)
-    lam = np.linalg.eigvalsh((centred.T @ centred).numpy() / (t.shape[0] - 1))
-    lam = np.clip(lam, 0.0, None) + ridge
-    if np.any(lam <= 0.0):
+    ridge = check_number(ridge, "ridge")
+    ts, e = _unit_scale(t)
+    centred = ts - ts.mean(dim=0)
+    lam = np.clip(np.linalg.eigvalsh((centred.T @ centred).numpy() / (t.shape[0] - 1)), 0.0, None)
+    with np.errstate(divide="ignore"):  # log(0) = -inf is meant: a zero eigenvalue (and ridge 0)
+        log_lam = np.log(lam) + 2.0 * e * math.log(2.0)  # eigenvalues in the input's units, in logs
+        log_total = np.logaddexp(log_lam, math.log(ridge) if ridge > 0.0 else -math.inf)
+    if np.any(np.isneginf(log_total)):
         return -math.inf
-    return float(0.5 * np.sum(np.log(2.0 * math.pi * math.e * lam)))
+    return float(0.5 * np.sum(math.log(2.0 * math.pi * math.e) + log_total))
 
 
 def knn_entropy(t: torch.Tensor, k: int = 3) -> float:
     """Kozachenko-Leonenko k-NN estimate on the float64 rows t."""
     n, d = t.shape
+    k = check_integer(k, "k")
     if not 1 <= k < n:
         raise MetricInputError(f"k must satisfy 1 <= k < N={n}, got k={k}")
     # sklearn chunks the distance computation (O(N) memory); column k of the (k+1)-NN distances
     # including the point itself is its k-th neighbour's distance, duplicates included.
-    pts = t.numpy()
+    ts, e = _unit_scale(t)
+    pts = ts.numpy()
     r = NearestNeighbors(n_neighbors=k + 1).fit(pts).kneighbors(pts)[0][:, k]
     log_unit_ball = 0.5 * d * math.log(math.pi) - float(scipy.special.gammaln(0.5 * d + 1.0))
-    mean_log_r = float(np.mean(np.log(np.maximum(r, _DISTANCE_FLOOR))))
+    mean_log_r = float(np.mean(np.log(np.maximum(r, _DISTANCE_FLOOR)))) + e * math.log(2.0)
     return float(scipy.special.digamma(n) - scipy.special.digamma(k) + log_unit_ball + d * mean_log_r)

@@ -5,6 +5,8 @@ error naming the problem, never as a silently wrong number.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from typing import Union
 
@@ -25,9 +27,11 @@ def as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
     elif isinstance(x, np.ndarray):
         if x.dtype.kind not in "biuf":
             raise MetricInputError(f"{name} must have a real numeric dtype, got {x.dtype}")
+        # np.ascontiguousarray would turn a 0-D array into a 1-D one (and the error would say ndim=1)
+        contiguous = x if x.flags.c_contiguous else np.ascontiguousarray(x)
         with warnings.catch_warnings():  # read-only arrays: we never write, so torch's warning is noise
             warnings.simplefilter("ignore", UserWarning)
-            t = torch.from_numpy(np.ascontiguousarray(x))
+            t = torch.from_numpy(contiguous)
     else:
         raise MetricInputError(f"{name} must be a numpy.ndarray or torch.Tensor, got {type(x).__name__}")
     if not t.is_floating_point():
@@ -69,3 +73,43 @@ def to_numpy64(x: ArrayLike, name: str = "x") -> np.ndarray:
     """A validated float64 numpy copy-or-view of an (N, D) matrix, for scikit-learn and scipy."""
     t = check_matrix(x, name)
     return t.to("cpu", torch.float64).numpy()
+
+
+def pow2_exponent(amax: float) -> int:
+    """e such that amax / 2**e lies in [0.5, 1) (0 for amax == 0): dividing by 2**e is exact."""
+    return math.frexp(amax)[1] if amax > 0.0 else 0
+
+
+def scale_pow2(t: torch.Tensor, e: int) -> torch.Tensor:
+    """t * 2**e, exact (a power of two), in at most two steps so the factor itself never over/underflows."""
+    while e:
+        step = max(-1000, min(1000, e))
+        t = t * math.ldexp(1.0, step)
+        e -= step
+    return t
+
+
+def unit_scaled_numpy64(x: ArrayLike, name: str = "x") -> tuple[np.ndarray, int]:
+    """(x / 2**e as float64 numpy, e) with max|x / 2**e| in [0.5, 1): a validated (N, D) matrix brought to
+    unit scale by an exact power of two, so that squares and distances neither overflow (|x| ~ 1e200) nor
+    underflow (|x| ~ 1e-170). Metrics invariant to a global scale give the same value on the result."""
+    t = check_matrix(x, name)
+    e = pow2_exponent(float(t.abs().max().item()))
+    return scale_pow2(t.to("cpu", torch.float64), -e).numpy(), e
+
+
+def check_number(value: object, name: str, *, minimum: float = 0.0, strict: bool = False) -> float:
+    """A finite real number >= minimum (> minimum when ``strict``); raises naming ``name`` otherwise."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    v = float(value) if ok else math.nan  # type: ignore[arg-type]
+    if not ok or not math.isfinite(v) or v < minimum or (strict and v == minimum):
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise MetricInputError(f"{name} must be a finite number {bound}, got {name}={value!r}")
+    return v
+
+
+def check_integer(value: object, name: str) -> int:
+    """An integer (int or numpy integer, not bool, not a float such as 2.7); raises naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise MetricInputError(f"{name} must be an integer, got {name}={value!r}")
+    return int(value)

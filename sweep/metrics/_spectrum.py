@@ -2,6 +2,9 @@
 
 Every spectral metric of the package is computed from two eigenvalue arrays (of the un-centred Gram
 X^T X and of the centred covariance), so the streaming and full-matrix paths share this code and agree.
+Each metric is a ratio, invariant to a global scale of the spectrum; the functions divide by the largest
+value before squaring so that spectra near the ends of the float64 range (1e-300, 1e300) give the same
+value as unit-scale ones.
 """
 from __future__ import annotations
 
@@ -9,9 +12,20 @@ import math
 
 import numpy as np
 
-from ._inputs import MetricInputError
+from ._inputs import MetricInputError, check_number
 
 RANKME_EPS = 1e-7  # Garrido et al. 2023, eq. 1
+
+
+def check_eps(eps: object, name: str = "eps") -> float:
+    """The smoothing constant of an entropy effective rank: a finite number >= 0."""
+    return check_number(eps, name)
+
+
+def _unit(e: np.ndarray) -> np.ndarray:
+    """e / max(e) (e >= 0, descending or not); an all-zero spectrum stays zero."""
+    top = float(np.max(e)) if e.size else 0.0
+    return e / top if top > 0.0 else np.zeros_like(e)
 
 
 def descending(eigenvalues: np.ndarray, name: str = "eigenvalues") -> np.ndarray:
@@ -42,10 +56,12 @@ def entropy_effective_rank(weights: np.ndarray, eps: float) -> float:
     An all-zero spectrum (the embedding collapsed to the origin) has no direction at all; we return
     1.0, the floor of the metric on any non-zero spectrum, so a collapse threshold catches it.
     """
-    total = float(np.sum(weights))
+    eps = check_eps(eps)
+    w = _unit(np.asarray(weights, dtype=np.float64))
+    total = float(np.sum(w))
     if total <= 0.0:
         return 1.0
-    p = weights / total + eps
+    p = w / total + eps
     return float(math.exp(-float(np.sum(p * np.log(p)))))
 
 
@@ -56,23 +72,24 @@ def rankme_from_gram_eigenvalues(gram_eigs: np.ndarray, n_samples: int, eps: flo
     structural zeros that an SVD would not return, so they are dropped to match the paper exactly.
     """
     m = min(int(n_samples), gram_eigs.size)
-    sigma = np.sqrt(np.clip(gram_eigs[:m], 0.0, None))
+    sigma = np.sqrt(_unit(np.clip(gram_eigs[:m], 0.0, None)))
     return entropy_effective_rank(sigma, eps)
 
 
 def stable_rank_from_gram_eigenvalues(gram_eigs: np.ndarray) -> float:
     """||X||_F^2 / ||X||_2^2 = sum(lambda) / max(lambda); 1.0 for the zero matrix (see module doc)."""
-    top = float(gram_eigs[0]) if gram_eigs.size else 0.0
-    return float(np.sum(gram_eigs)) / top if top > 0.0 else 1.0
+    e = _unit(gram_eigs)
+    return float(np.sum(e)) if e.size and e.max() > 0.0 else 1.0
 
 
 def participation_ratio_from_eigenvalues(cov_eigs: np.ndarray) -> float:
     """(sum lambda)^2 / sum lambda^2 of covariance eigenvalues; 1.0 for a zero covariance."""
-    sq = float(np.sum(cov_eigs**2))
-    return float(np.sum(cov_eigs)) ** 2 / sq if sq > 0.0 else 1.0
+    e = _unit(cov_eigs)
+    sq = float(np.sum(e**2))
+    return float(np.sum(e)) ** 2 / sq if sq > 0.0 else 1.0
 
 
 def nesum_from_eigenvalues(cov_eigs: np.ndarray) -> float:
     """NESum (He & Ozay 2022): sum_k lambda_k / lambda_1; 1.0 for a zero covariance."""
-    top = float(cov_eigs[0]) if cov_eigs.size else 0.0
-    return float(np.sum(cov_eigs)) / top if top > 0.0 else 1.0
+    e = _unit(cov_eigs)
+    return float(np.sum(e)) if e.size and e.max() > 0.0 else 1.0

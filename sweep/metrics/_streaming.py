@@ -1,14 +1,25 @@
 """Spectral metrics from running sums: the one code path for streaming and full-matrix inputs.
 
-Cost model: one pass of X^T X (the GEMM, done in the input's precision on the input's device, in row
-chunks, accumulated in float64) plus two float64 ``eigvalsh`` of D x D matrices -- the un-centred
-Gram for RankMe / stable rank and the centred covariance for alpha, participation ratio and NESum.
-Every metric is then derived from those two spectra.
+Cost model: one pass of X^T X in float64 (BLAS syrk on CPU, a GEMM where the batch lives on a GPU) in row
+chunks, plus two float64 ``eigvalsh`` of D x D matrices -- the un-centred Gram for RankMe / stable rank and
+the centred covariance for alpha, participation ratio and NESum. Every metric is derived from those spectra.
 
-Precision: rows are shifted by a reference vector c (the mean of the first chunk of rows, on both
-paths, rounded to float32) before the GEMM, so float32 rounding is relative to the spread
-of the data rather than to its offset; the un-centred Gram is rebuilt exactly in float64 as
-S + c s^T + s c^T + n c c^T, where S = sum (x - c)(x - c)^T and s = sum (x - c).
+Exactness: products are formed in float64 whatever the input dtype. float32, float16 and bfloat16 values
+are exact in float64 and so are their pairwise products, so the Gram carries float64 round-off only
+(~1e-16 relative to its norm, not float32's 6e-8): the small eigenvalues of steep spectra (power law k^-3 over
+512 ranks spans 7e-9) keep their value, and RankMe agrees with a float64 SVD of the same matrix to ~1e-10.
+On a CPU a float64 syrk costs about what a float32 GEMM of X^T X does (half the flops at half the rate).
+
+Robustness:
+
+* Scale: every batch is multiplied by an exact power of two that brings the largest |value| seen so far to
+  [0.5, 1) (earlier sums are rescaled, exactly, when a larger batch arrives), so no product overflows
+  (|x| ~ 1e200) or underflows (|x| ~ 1e-170); every metric is a ratio, so the result does not depend on a
+  global scale of the input.
+* Order: each chunk is centred on its own mean and merged with the running sums by the pairwise update of
+  Chan, Golub & LeVeque (1979), M2 = M2_a + M2_b + n_a n_b / n (m_b - m_a)(m_b - m_a)^T. No reference point
+  is taken from the first rows, so an unusual first batch (one row 1e5 standard deviations away) costs no
+  precision, and the result does not depend on how the rows were split into batches, or in which order.
 """
 from __future__ import annotations
 
@@ -16,11 +27,18 @@ import math
 from typing import Optional, Sequence, Union
 
 import numpy as np
-import scipy.linalg
 import torch
 
 from ._alpha import DEFAULT_ALPHA_WINDOW, AlphaFit, alpha_from_spectrum
-from ._inputs import ArrayLike, MetricInputError, as_tensor, check_finite, check_matrix, check_sizes
+from ._inputs import (
+    ArrayLike,
+    MetricInputError,
+    as_tensor,
+    check_finite,
+    check_matrix,
+    check_sizes,
+    scale_pow2,
+)
 from ._spectrum import (
     clean_spectrum,
     nesum_from_eigenvalues,
@@ -35,33 +53,33 @@ SPECTRAL_KEYS = (
     "alpha_r2",
     "alpha_window_lo",
     "alpha_window_hi",
+    "alpha_window_cut",
     "stable_rank",
     "participation_ratio",
     "nesum",
 )
 # Round-off floor of the spectra, below which eigenvalues are set to 0 (see clean_spectrum):
-#   NOISE_FACTOR * (eps_c * ||S||_F / sqrt(D) + eps64 * sqrt(D) * (norms of the float64 rebuild terms)).
-# The first term is the chunked GEMM of the shifted rows in the compute dtype: on float32 inputs of
-# rank 1..30 (N = 16..32768, D = 8..2048) the largest null-space eigenvalue measured at
-# <= 5.3 * eps32 * ||S||_F / sqrt(D), so the factor 32 leaves a 6x margin. The cost of the floor: a
-# float32 Gram cannot resolve eigenvalues far below eps32 * lambda_max, so on float32 inputs with
-# power-law spectra k^-a (D=1024, N=8192) RankMe matches the float64 SVD value to 1e-7 for a <= 1.5
-# but only to ~6% for a = 2.5; pass float64 features when such steep spectra matter.
-NOISE_FACTOR = 32.0
+#   NOISE_FACTOR * eps64 * (sqrt(D) + 4) * lambda_max.
+# Sources: the float64 products (relative to the norm of the rows, not to the small eigenvalues) and the
+# eigen-solver's backward error, both ~eps64 * ||G||. On rank-k float64 inputs (k = 1..64, N = 16..32768,
+# D = 4..2048, offsets 0..1e3 times the spread, with and without one row 1e5 times the others) the largest
+# null-space eigenvalue measured at <= 5 eps64 lambda_max for D = 4 and <= 17 eps64 lambda_max for D = 2048,
+# so the factor 4 leaves a margin of 5x (D = 4) to 11x (D = 2048), while eigenvalues above ~1e-13 lambda_max
+# (singular values above ~3e-7 sigma_max) are kept: RankMe of a float32 matrix then matches its float64 SVD
+# to ~1e-9 on steep and near-collapsed spectra (tests/test_metrics_robust.py).
+NOISE_FACTOR = 4.0
+# The alpha fit (and its collapse test) also drops eigenvalues that the input's own precision cannot
+# resolve: rounding x to a dtype of unit round-off u moves each entry by <= u |x|, so every covariance
+# eigenvalue beyond the data's rank is <= ||E||_F^2 <= u^2 ||X||_F^2 (Courant-Fischer; measured <= 0.16 of
+# that on rank-k float32, float16 and bfloat16 inputs). A float32 embedding that collapsed to rank 1 is thus
+# still "collapsed" (its rounding noise is no power law). For float32 the floor is <= 7e-15 D lambda_max,
+# below any real spectrum; for bfloat16 (u = 2^-8) it can cut the window of a steep spectrum, with an
+# AlphaWindowWarning.
+QUANTISATION_FACTOR = 1.0
+_UNIT_ROUNDOFF = {torch.float64: 2.0**-53, torch.float32: 2.0**-24, torch.float16: 2.0**-11,
+                  torch.bfloat16: 2.0**-8}
 _EPS64 = float(torch.finfo(torch.float64).eps)
-_CHUNK_ELEMENTS = 1 << 24  # rows per GEMM chunk = this / D (>= 1024): a 64 MiB float32 buffer
-
-
-def _gemm_eps(cdtype: torch.dtype, device: torch.device) -> float:
-    """Unit round-off of the chunk GEMM: float32 matmuls on CUDA run in TF32 when torch allows it."""
-    if cdtype == torch.float32 and device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
-        return 2.0**-10
-    return float(torch.finfo(cdtype).eps)
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; float32 / half / bfloat16 are multiplied in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+_CHUNK_ELEMENTS = 1 << 23  # rows per chunk = this / D (>= 1024): a 64 MiB float64 buffer
 
 
 def _state_device(device: torch.device) -> torch.device:
@@ -69,25 +87,32 @@ def _state_device(device: torch.device) -> torch.device:
     return torch.device("cpu") if device.type == "mps" else device
 
 
-class SpectralAccumulator:
-    """Streaming sums of X^T X and X (float64, O(D^2) memory) that yield every spectral metric.
+def _chunk_rows(dim: int) -> int:
+    """Rows per product chunk: enough that the D x D float64 merge is negligible next to the product."""
+    return max(_CHUNK_ELEMENTS // dim, 1024)
 
-    ``update`` accepts numpy arrays and torch tensors on any device; the product of each chunk is
-    computed where the batch lives and added to float64 sums on ``device`` (default: the first
-    batch's device). ``metrics`` equals :func:`spectral_metrics` on the concatenated batches.
+
+class SpectralAccumulator:
+    """Streaming float64 moments (count, mean, centred scatter; O(D^2) memory) that yield every spectral
+    metric.
+
+    ``update`` accepts numpy arrays and torch tensors of any float dtype on any device; the product of each
+    chunk is computed in float64 where the batch lives and merged into the sums on ``device`` (default: the
+    first batch's device). ``metrics`` equals :func:`spectral_metrics` on the concatenated batches, in any
+    order and any batch split (to float64 round-off), at any global scale of the input.
     """
 
     def __init__(self, dim: int, device: Union[str, torch.device, None] = None) -> None:
-        if int(dim) < 2:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or int(dim) < 2:
             raise MetricInputError(f"dim needs D >= 2 features, got dim={dim}")
         self.dim = int(dim)
         self._device = _state_device(torch.device(device)) if device is not None else None
         self._n = 0
-        self._shift: Optional[torch.Tensor] = None
-        self._sum: Optional[torch.Tensor] = None
-        self._scatter: Optional[torch.Tensor] = None
-        self._eps = 0.0
-        self._buffer: Optional[np.ndarray] = None  # reused shifted-chunk buffer (CPU path)
+        self._exp: Optional[int] = None  # sums are in units of 2**_exp (max |x| seen / 2**_exp in [0.5, 1))
+        self._mean: Optional[torch.Tensor] = None  # float64 (D,), scaled units
+        self._m2: Optional[torch.Tensor] = None  # float64 (D, D): sum (x - mean)(x - mean)^T, scaled units
+        self._buffer: Optional[np.ndarray] = None  # reused float64 chunk buffer (CPU path)
+        self._unit_roundoff = 2.0**-53  # of the coarsest input dtype seen (integers count as float64)
 
     # ------------------------------------------------------------------ accumulation
     def update(self, batch: ArrayLike) -> "SpectralAccumulator":
@@ -104,32 +129,82 @@ class SpectralAccumulator:
         """Accumulate a validated-shape (B, D) tensor; errors name it ``name``."""
         if x.shape[0] == 0:
             return self
-        cdtype = _compute_dtype(x.dtype)
-        if not bool(torch.isfinite(x.sum(dim=0, dtype=cdtype)).all()):  # one cheap pass; NaN/inf propagate
+        amax = float(x.abs().max().item())  # NaN and inf propagate: one pass, then count for the message
+        if not math.isfinite(amax):
             check_finite(x, name)
+        if self._mean is None:
+            self._start(x.device)
+        self._unit_roundoff = max(self._unit_roundoff, _UNIT_ROUNDOFF.get(x.dtype, 2.0**-53))
+        if amax > 0.0:
+            e = math.frexp(amax)[1]
+            if self._exp is None or e > self._exp:
+                self._rescale(e)
         rows = _chunk_rows(self.dim)
-        if self._shift is None:
-            self._start(x[:rows].to(cdtype).mean(dim=0), x.device)
-        self._eps = max(self._eps, _gemm_eps(cdtype, x.device))
-        if x.device.type == "cpu" and self._device.type == "cpu":  # type: ignore[union-attr]
-            state = (self._scatter.numpy(), self._sum.numpy())  # type: ignore[union-attr]
-            self._buffer = _add_numpy(x, self._shift, cdtype, *state, self._buffer)  # type: ignore[arg-type]
-        else:
-            scatter, total = _torch_sums(x, self._shift.to(x.device), cdtype)  # type: ignore[union-attr]
-            self._scatter += scatter.to(self._device)  # type: ignore[operator]
-            self._sum += total.to(self._device)  # type: ignore[operator]
-        self._n += int(x.shape[0])
+        for start in range(0, x.shape[0], rows):
+            n_b, mean_b, m2_b = self._chunk_moments(x[start : start + rows])
+            self._merge(n_b, mean_b, m2_b)
         return self
 
-    def _start(self, shift: torch.Tensor, data_device: torch.device) -> None:
-        """Fix the reference vector c and allocate the float64 sums."""
+    def _start(self, data_device: torch.device) -> None:
         dev = self._device if self._device is not None else _state_device(data_device)
         self._device = dev
-        # Rounded to float32 so that every batch, float32 or float64, subtracts exactly this c and
-        # the float64 rebuild of the Gram uses the shift that was actually applied.
-        self._shift = shift.to(torch.float32).to(dev, torch.float64)
-        self._sum = torch.zeros(self.dim, dtype=torch.float64, device=dev)
-        self._scatter = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=dev)
+        self._mean = torch.zeros(self.dim, dtype=torch.float64, device=dev)
+        self._m2 = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=dev)
+
+    def _rescale(self, e: int) -> None:
+        """Express the sums in units of 2**e (exact: a power of two; e only grows once data arrived)."""
+        if self._exp is not None and self._n:  # (sums of all-zero rows need no rescaling)
+            shift = self._exp - e
+            self._mean = scale_pow2(self._mean, shift)  # type: ignore[arg-type]
+            self._m2 = scale_pow2(self._m2, 2 * shift)  # type: ignore[arg-type]
+        self._exp = e
+
+    @property
+    def _e(self) -> int:
+        return self._exp if self._exp is not None else 0
+
+    def _chunk_moments(self, chunk: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """(rows, mean, centred scatter) of one chunk in float64 scaled units, on the state device."""
+        n_b = int(chunk.shape[0])
+        if chunk.device.type in ("cpu", "mps"):  # MPS has no float64: its chunks are multiplied on the CPU
+            return n_b, *self._cpu_moments(chunk.cpu())
+        c = scale_pow2(chunk.to(torch.float64), -self._e)
+        mean = c.mean(dim=0)
+        c -= mean
+        m2 = c.T @ c
+        return n_b, mean.to(self._device), m2.to(self._device)
+
+    def _cpu_moments(self, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CPU path: scale into a reused float64 buffer (one pass, converting the dtype on the way), centre,
+        and let numpy call BLAS syrk for ``a.T @ a`` (half the flops of a GEMM)."""
+        if chunk.dtype not in (torch.float32, torch.float64, torch.float16):
+            chunk = chunk.to(torch.float32)  # bfloat16 (and others): exact in float32; numpy has no bfloat16
+        a = chunk.numpy()
+        if self._buffer is None or self._buffer.shape[0] < a.shape[0]:
+            self._buffer = np.empty((min(_chunk_rows(self.dim), max(a.shape[0], 1)), self.dim), np.float64)
+        buf = self._buffer[: a.shape[0]]
+        step = max(-1000, min(1000, -self._e))
+        np.multiply(a, math.ldexp(1.0, step), out=buf, dtype=np.float64)  # converts first: exact
+        if step != -self._e:  # only for data near the ends of the float64 range
+            buf *= math.ldexp(1.0, -self._e - step)
+        mean = buf.mean(axis=0)
+        buf -= mean
+        m2 = buf.T @ buf
+        return torch.from_numpy(mean), torch.from_numpy(m2)
+
+    def _merge(self, n_b: int, mean_b: torch.Tensor, m2_b: torch.Tensor) -> None:
+        """Chan et al.'s pairwise merge of (n_b, mean_b, m2_b) into the running moments."""
+        mean_b, m2_b = mean_b.to(self._device), m2_b.to(self._device)
+        n_a = self._n
+        n = n_a + n_b
+        if n_a == 0:
+            self._mean, self._m2 = mean_b.clone(), m2_b.clone()
+        else:
+            delta = mean_b - self._mean  # type: ignore[operator]
+            self._mean = self._mean + delta * (n_b / n)  # type: ignore[operator]
+            self._m2 += m2_b  # type: ignore[operator]
+            self._m2.addr_(delta, delta, alpha=n_a * n_b / n)  # type: ignore[union-attr]
+        self._n = n
 
     # ------------------------------------------------------------------ results
     @property
@@ -137,122 +212,88 @@ class SpectralAccumulator:
         """Number of rows seen."""
         return self._n
 
-    @property
-    def mean(self) -> torch.Tensor:
-        """float64 column mean of all rows seen."""
-        self._require_data()
-        return self._shift + self._sum / self._n  # type: ignore[operator]
-
-    @property
-    def gram(self) -> torch.Tensor:
-        """float64 un-centred X^T X of all rows seen."""
-        return self._rebuild()[0]
-
-    @property
-    def centered_scatter(self) -> torch.Tensor:
-        """float64 sum_i (x_i - mean)(x_i - mean)^T; covariance = this / (N - 1)."""
-        return self._rebuild()[1]
-
     def _require_data(self) -> None:
         if self._n == 0:
             raise MetricInputError("SpectralAccumulator has seen no rows; call update() first")
 
-    def _rebuild(self) -> tuple[torch.Tensor, torch.Tensor, float, float]:
-        """(Gram, centred scatter) in float64 from the shifted sums, with their round-off floors."""
+    @property
+    def mean(self) -> torch.Tensor:
+        """float64 column mean of all rows seen."""
         self._require_data()
-        scatter, total, c, n = self._scatter, self._sum, self._shift, self._n
-        cs = torch.outer(c, total)  # type: ignore[arg-type]
-        ss, cc = torch.outer(total, total) / n, n * torch.outer(c, c)  # type: ignore[arg-type]
-        s_norm, root_d = _fro(scatter), math.sqrt(self.dim)  # type: ignore[arg-type]
-        gemm_err = self._eps * s_norm / root_d
-        g_tol = NOISE_FACTOR * (gemm_err + _EPS64 * root_d * (s_norm + 2 * _fro(cs) + _fro(cc)))
-        c_tol = NOISE_FACTOR * (gemm_err + _EPS64 * root_d * (s_norm + _fro(ss)))
-        return scatter + cs + cs.T + cc, scatter - ss, g_tol, c_tol  # type: ignore[operator]
+        return scale_pow2(self._mean.clone(), self._e)  # type: ignore[union-attr]
 
-    def spectra(self) -> tuple[np.ndarray, np.ndarray]:
-        """Cleaned descending eigenvalues of the un-centred Gram and of the centred covariance."""
+    @property
+    def gram(self) -> torch.Tensor:
+        """float64 un-centred X^T X of all rows seen (inf where it exceeds the float64 range)."""
+        return scale_pow2(self._scaled_matrices()[0], 2 * self._e)
+
+    @property
+    def centered_scatter(self) -> torch.Tensor:
+        """float64 sum_i (x_i - mean)(x_i - mean)^T; covariance = this / (N - 1)."""
+        self._require_data()
+        return scale_pow2(self._m2.clone(), 2 * self._e)  # type: ignore[union-attr]
+
+    def _scaled_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(un-centred Gram, centred scatter) in float64 scaled units (fresh copies)."""
+        self._require_data()
+        m2 = self._m2.clone()  # type: ignore[union-attr]
+        gram = m2.clone().addr_(self._mean, self._mean, alpha=float(self._n))  # type: ignore[arg-type]
+        return gram, m2
+
+    def _scaled_spectra(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cleaned descending eigenvalues of the Gram and of the covariance, in scaled units, and the
+        covariance spectrum for the alpha fit (also without what the input precision cannot resolve)."""
         self._require_data()
         check_sizes(self._n, self.dim, "accumulated features")
-        if not bool(torch.isfinite(self._scatter).all()):  # type: ignore[arg-type]
-            raise MetricInputError("X^T X overflowed: feature values too large for the compute dtype")
-        gram, centred, g_tol, c_tol = self._rebuild()
-        g = clean_spectrum(_eigvalsh(gram), g_tol)
-        cov = clean_spectrum(_eigvalsh(centred), c_tol) / (self._n - 1)
-        return g, cov
+        gram, m2 = self._scaled_matrices()
+        if not bool(torch.isfinite(gram).all()):  # cannot happen with unit-scaled rows; kept as a guard
+            raise MetricInputError("X^T X is not finite: the accumulated sums overflowed")
+        quantisation = QUANTISATION_FACTOR * self._unit_roundoff**2 * float(torch.trace(gram).item())
+        raw_cov = _eigvalsh(m2)
+        cov = _clean(raw_cov)
+        alpha_cov = clean_spectrum(cov, quantisation) if quantisation > 0.0 else cov
+        scale = 1.0 / (self._n - 1)
+        return _clean(_eigvalsh(gram)), cov * scale, alpha_cov * scale
+
+    def spectra(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cleaned descending eigenvalues of the un-centred Gram and of the centred covariance (input units;
+        values beyond the float64 range come out as inf -- the metrics use scaled spectra, never overflow)."""
+        g, cov, _ = self._scaled_spectra()
+        return np.ldexp(g, 2 * self._e), np.ldexp(cov, 2 * self._e)
 
     def metrics(self, window: Sequence[int] = DEFAULT_ALPHA_WINDOW) -> dict[str, float]:
         """All spectral metrics (keys: ``SPECTRAL_KEYS``) of the rows seen so far."""
-        g, cov = self.spectra()
-        return metrics_from_spectra(g, cov, self._n, window)
+        g, cov, alpha_cov = self._scaled_spectra()
+        return metrics_from_spectra(g, cov, self._n, window, alpha_cov)
 
 
-def _chunk_rows(dim: int) -> int:
-    """Rows per GEMM chunk: enough that the D x D float64 add is negligible next to the product."""
-    return max(_CHUNK_ELEMENTS // dim, 1024)
-
-
-def _add_numpy(
-    x: torch.Tensor, shift: torch.Tensor, cdtype: torch.dtype, scatter: np.ndarray, total: np.ndarray,
-    buf: Optional[np.ndarray],
-) -> np.ndarray:
-    """CPU path: shift each chunk into a reused buffer (returned for the next batch) and add its
-    sums into the float64 state.
-
-    numpy recognises ``a.T @ a`` and calls BLAS syrk (half the flops of a GEMM; measured 2x faster
-    than torch's CPU matmul), and its float64 column sums are 8x faster than torch's.
-    """
-    a = (x if x.dtype == cdtype else x.to(cdtype)).numpy()  # half / bfloat16: multiplied in float32
-    c = shift.to(cdtype).numpy()
-    rows = _chunk_rows(a.shape[1])
-    need = min(rows, a.shape[0])
-    if buf is None or buf.dtype != c.dtype or buf.shape[0] < need:
-        buf = np.empty((need, a.shape[1]), dtype=c.dtype)
-    for start in range(0, a.shape[0], rows):
-        xc = buf[: min(rows, a.shape[0] - start)]
-        np.subtract(a[start : start + rows], c, out=xc)
-        total += xc.sum(axis=0, dtype=np.float64)
-        scatter += xc.T @ xc
-    return buf
-
-
-def _torch_sums(
-    x: torch.Tensor, shift: torch.Tensor, cdtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accelerator path: float64 (X - c)^T (X - c) and sum (X - c), GEMMs on x's device."""
-    c = shift.to(cdtype)
-    scatter = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
-    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
-    for chunk in torch.split(x, _chunk_rows(x.shape[1])):
-        xc = chunk.to(cdtype) - c
-        total += xc.sum(dim=0, dtype=torch.float64)
-        scatter += xc.T @ xc
-    return scatter, total
-
-
-def _fro(m: torch.Tensor) -> float:
-    return float(torch.linalg.matrix_norm(m).item())
+def _clean(eigenvalues: np.ndarray) -> np.ndarray:
+    """Descending spectrum with the round-off floor (see NOISE_FACTOR) set to exactly 0."""
+    top = float(np.max(np.abs(eigenvalues))) if eigenvalues.size else 0.0
+    floor = NOISE_FACTOR * _EPS64 * (math.sqrt(eigenvalues.size) + 4.0) * top
+    return clean_spectrum(eigenvalues, floor)
 
 
 def _eigvalsh(m: torch.Tensor) -> np.ndarray:
-    """Eigenvalues of a symmetric float64 matrix we own (overwritten): LAPACK syevd on CPU,
-    cuSOLVER where the sums live on a GPU."""
-    if m.device.type == "cpu":
-        a = m.numpy()
-        return scipy.linalg.eigh(a, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False)
+    """Eigenvalues of a symmetric float64 matrix: LAPACK syevd (through torch; measured faster than scipy's
+    build here) on CPU, cuSOLVER where the sums live on a GPU."""
     return torch.linalg.eigvalsh(m).cpu().numpy()
 
 
 def metrics_from_spectra(
-    gram_eigs: np.ndarray, cov_eigs: np.ndarray, n_samples: int, window: Sequence[int]
+    gram_eigs: np.ndarray, cov_eigs: np.ndarray, n_samples: int, window: Sequence[int],
+    alpha_eigs: Optional[np.ndarray] = None,
 ) -> dict[str, float]:
-    """The spectral metric dict from the two cleaned spectra."""
-    fit: AlphaFit = alpha_from_spectrum(cov_eigs, window)
+    """The spectral metric dict from the two cleaned spectra (any global scale); ``alpha_eigs``: the
+    covariance spectrum for the alpha fit when it was cleaned further (default: ``cov_eigs``)."""
+    fit: AlphaFit = alpha_from_spectrum(cov_eigs if alpha_eigs is None else alpha_eigs, window)
     return {
         "rankme": rankme_from_gram_eigenvalues(gram_eigs, n_samples),
         "alpha": fit.alpha,
         "alpha_r2": fit.r2,
         "alpha_window_lo": float(fit.window[0]),
         "alpha_window_hi": float(fit.window[1]),
+        "alpha_window_cut": float(fit.window_cut),
         "stable_rank": stable_rank_from_gram_eigenvalues(gram_eigs),
         "participation_ratio": participation_ratio_from_eigenvalues(cov_eigs),
         "nesum": nesum_from_eigenvalues(cov_eigs),
@@ -260,12 +301,8 @@ def metrics_from_spectra(
 
 
 def accumulate(x: ArrayLike, name: str = "x") -> SpectralAccumulator:
-    """Full-matrix path: validate the shape of x and accumulate it in row chunks.
-
-    The shift is the first chunk's mean, exactly as when streaming, so the two paths agree to
-    round-off. NaN/inf are detected by a column sum (cheaper than an elementwise isfinite pass)
-    and then counted for the message.
-    """
+    """Full-matrix path: validate the shape of x and accumulate it in row chunks (the streaming code path,
+    so the two agree to round-off). NaN/inf are found by the max-abs pass, then counted for the message."""
     t = check_matrix(x, name, check_values=False)
     return SpectralAccumulator(t.shape[1], device=t.device)._add(t, name)
 

@@ -13,9 +13,12 @@ from sweep.readout._linear import (
     select_l2,
 )
 from sweep.readout._risk import RISK_KEYS, RiskDecomposition, decompose, risk_decomposition, split_heldout
+from sweep.readout._threads import JOBS_ENV, THREADS_ENV, readout_threads
 
 __all__ = [
+    "JOBS_ENV",
     "RISK_KEYS",
+    "THREADS_ENV",
     "LinearClassifier",
     "ProbeResult",
     "ReadoutInputError",
@@ -25,6 +28,7 @@ __all__ = [
     "knn_predict",
     "knn_probe",
     "linear_probe",
+    "readout_threads",
     "resolve_device",
     "risk_decomposition",
     "select_l2",

@@ -9,7 +9,14 @@ the linear probe. Vote rules:
   class score = sum over the k neighbours of that class of ``exp(cos / T)``.
 
 Memory: the similarity matrix is built ``chunk_size`` query rows at a time, so at most
-``chunk_size x N_train`` similarities exist at once, never ``N_test x N_train``.
+``chunk_size x N_train`` similarities exist at once, never ``N_test x N_train``; votes are tallied over the
+classes present in train (label ids are arbitrary non-negative integers, remapped to 0..C-1), so a label id of
+10**9 costs nothing.
+
+Scale: cosine similarity ignores the norm of each row, so every row is first divided by the power of two
+nearest above its largest |value| (exact, in the input's precision) and only then converted to float32 and
+normalised: features of size 1e19 (whose float32 norm would overflow) or float64 features of size 1e39
+(beyond float32's range) give the same neighbours as unit-scale ones.
 """
 from __future__ import annotations
 
@@ -24,13 +31,17 @@ from sweep.config.schema import ReadoutConfig
 from sweep.readout._inputs import (
     ArrayLike,
     ReadoutInputError,
-    features_tensor,
+    encode_labels,
     labels_tensor,
+    pow2_exponents,
+    pow2_scale,
     require_positive_int,
     require_same_dim,
     require_two_classes,
     resolve_device,
+    source_tensor,
 )
+from sweep.readout._threads import limit_threads, readout_threads
 
 _DEFAULTS = ReadoutConfig()
 
@@ -63,12 +74,14 @@ def knn_predict(
     temperature: Optional[float] = _DEFAULTS.knn_temperature,
     chunk_size: int = _DEFAULTS.knn_chunk_size,
     device: str = _DEFAULTS.device,
+    threads: Optional[int] = None,
 ) -> np.ndarray:
-    """Predicted class index (int64, shape (N_query,)) of each query row."""
+    """Predicted label id (int64, shape (N_query,)) of each query row; ``threads``: see
+    :mod:`sweep.readout._threads` (None: automatic)."""
     dev = resolve_device(device)
-    ztr = features_tensor(train_x, "train_x", dev, torch.float32)
+    ztr = source_tensor(train_x, "train_x", dev)
     ytr = labels_tensor(train_y, "train_y", ztr.shape[0], dev)
-    zq = features_tensor(query_x, "test_x", dev, torch.float32)
+    zq = source_tensor(query_x, "test_x", dev)
     require_same_dim({"train_x": ztr, "test_x": zq})
     require_two_classes(ytr, "train split (train_y)")
     require_positive_int(k, "k")
@@ -77,12 +90,23 @@ def knn_predict(
                                 "use 1 <= k <= N_train")
     require_positive_int(chunk_size, "chunk_size")
     _check_temperature(temperature)
-    return _predict(F.normalize(ztr, dim=1), ytr, F.normalize(zq, dim=1), k, temperature, chunk_size)
+    classes = torch.unique(ytr)
+    n_threads = readout_threads(float(ztr.shape[0]) * zq.shape[0] * ztr.shape[1], threads)
+    with limit_threads(n_threads):
+        preds = _predict(_unit_rows(ztr), encode_labels(classes, ytr), _unit_rows(zq), k, temperature,
+                         chunk_size, classes.numel())
+    return classes[torch.from_numpy(preds).to(classes.device)].cpu().numpy()
+
+
+def _unit_rows(t: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm in float32, exactly rescaled by powers of two first (see module doc)."""
+    return F.normalize(pow2_scale(t, pow2_exponents(t, 1), 1, torch.float32), dim=1)
 
 
 def _predict(train_unit: torch.Tensor, train_y: torch.Tensor, query_unit: torch.Tensor, k: int,
-             temperature: Optional[float], chunk_size: int) -> np.ndarray:
-    n_classes = int(train_y.max()) + 1
+             temperature: Optional[float], chunk_size: int, n_classes: Optional[int] = None) -> np.ndarray:
+    """Column indices (0..n_classes-1 of ``train_y``'s encoding) predicted for each query row."""
+    n_classes = int(train_y.max()) + 1 if n_classes is None else n_classes
     preds = [
         _vote(query_unit[start:start + chunk_size] @ train_unit.T, train_y, k, n_classes, temperature)
         for start in range(0, query_unit.shape[0], chunk_size)
@@ -99,11 +123,13 @@ def knn_probe(
     temperature: Optional[float] = _DEFAULTS.knn_temperature,
     chunk_size: int = _DEFAULTS.knn_chunk_size,
     device: str = _DEFAULTS.device,
+    threads: Optional[int] = None,
 ) -> float:
-    """Test accuracy of the cosine kNN classifier built on (train_x, train_y)."""
+    """Test accuracy of the cosine kNN classifier built on (train_x, train_y) (label ids: any non-negative
+    integers; test rows of classes absent from train count as errors)."""
     if not isinstance(test_x, (np.ndarray, torch.Tensor)) or test_x.ndim != 2:
-        features_tensor(test_x, "test_x", torch.device("cpu"), torch.float32)  # raises, naming test_x
+        source_tensor(test_x, "test_x", torch.device("cpu"))  # raises, naming test_x
     labels = labels_tensor(test_y, "test_y", int(test_x.shape[0]), torch.device("cpu"))
     require_two_classes(labels, "test split (test_y)")
-    preds = knn_predict(train_x, train_y, test_x, k, temperature, chunk_size, device)
+    preds = knn_predict(train_x, train_y, test_x, k, temperature, chunk_size, device, threads)
     return float((preds == labels.numpy()).mean())

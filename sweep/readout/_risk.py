@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -49,13 +49,13 @@ from sweep.config.schema import ReadoutConfig
 from sweep.readout._inputs import (
     ArrayLike,
     ReadoutInputError,
-    compute_dtype,
-    features_tensor,
+    encode_labels,
     labels_tensor,
     require_positive_int,
     require_same_dim,
     require_two_classes,
     resolve_device,
+    source_tensor,
 )
 from sweep.readout._linear import RISK_LOSSES, _check_l2, _check_tol, _fit, _risk_from_logits
 
@@ -148,6 +148,7 @@ def risk_decomposition(
     max_iter: int = _DEFAULTS.max_iter,
     tol: float = _DEFAULTS.tol,
     device: str = _DEFAULTS.device,
+    threads: Optional[int] = None,
 ) -> RiskDecomposition:
     """Estimate the Dubois et al. (2023) components with four linear probes (formulas: module docstring).
 
@@ -156,7 +157,8 @@ def risk_decomposition(
     ``supervised_fit_x`` / ``supervised_heldout_x``: a supervised reference encoder's features on the SAME
     rows of S_fit / S_held (labels ``fit_y`` / ``heldout_y`` are shared). Every probe uses the same ``l2`` and
     standardises with its own fit split; with ``l2 = linear_probe(...).best_l2`` and S_fit = the probe's train
-    split, ``total`` equals ``1 - test_accuracy`` of that linear probe.
+    split, ``total`` equals ``1 - test_accuracy`` of that linear probe. Label ids are arbitrary non-negative
+    integers; with ``loss="log_loss"`` a row whose class a probe never saw in its fit split costs inf.
     """
     _check_loss(loss)
     l2 = _check_l2(l2)
@@ -165,13 +167,14 @@ def risk_decomposition(
     dev = resolve_device(device)
     x, y = _load(ssl_fit_x, fit_y, ssl_heldout_x, heldout_y, ssl_test_x, test_y, supervised_fit_x,
                  supervised_heldout_x, dev)
-    n_classes = max(int(t.max()) for t in y.values()) + 1
+    classes = torch.unique(torch.cat(list(y.values())))
     seen_y = torch.cat([y["fit"], y["heldout"]])
 
     def risk(fit_z: torch.Tensor, fit_labels: torch.Tensor, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]
              ) -> list[float]:
-        model = _fit(fit_z, fit_labels, n_classes, l2, max_iter, tol)
-        return [_risk_from_logits(model._logits(z), labels, loss, n_classes) for z, labels in pairs]
+        model = _fit(fit_z, fit_labels, classes, l2, max_iter, tol, threads)
+        return [_risk_from_logits(model._logits(model._rescale(z)), encode_labels(classes, labels), loss,
+                                  classes.numel()) for z, labels in pairs]
 
     sup_seen = torch.cat([x["sup_fit"], x["sup_heldout"]])
     ssl_seen = torch.cat([x["ssl_fit"], x["ssl_heldout"]])
@@ -187,13 +190,12 @@ def _load(ssl_fit_x: ArrayLike, fit_y: ArrayLike, ssl_heldout_x: ArrayLike, held
           supervised_heldout_x: ArrayLike, dev: torch.device
           ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Validate every input, naming the argument; supervised features must align row-for-row with S."""
-    dtype = compute_dtype(dev)
     x = {
-        "ssl_fit": features_tensor(ssl_fit_x, "ssl_fit_x", dev, dtype),
-        "ssl_heldout": features_tensor(ssl_heldout_x, "ssl_heldout_x", dev, dtype),
-        "ssl_test": features_tensor(ssl_test_x, "ssl_test_x", dev, dtype),
-        "sup_fit": features_tensor(supervised_fit_x, "supervised_fit_x", dev, dtype),
-        "sup_heldout": features_tensor(supervised_heldout_x, "supervised_heldout_x", dev, dtype),
+        "ssl_fit": source_tensor(ssl_fit_x, "ssl_fit_x", dev),
+        "ssl_heldout": source_tensor(ssl_heldout_x, "ssl_heldout_x", dev),
+        "ssl_test": source_tensor(ssl_test_x, "ssl_test_x", dev),
+        "sup_fit": source_tensor(supervised_fit_x, "supervised_fit_x", dev),
+        "sup_heldout": source_tensor(supervised_heldout_x, "supervised_heldout_x", dev),
     }
     y = {
         "fit": labels_tensor(fit_y, "fit_y", x["ssl_fit"].shape[0], dev),

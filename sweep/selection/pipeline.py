@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,12 +17,15 @@ from sweep.selection.policies import SelectionResult, run_policies, usable_trial
 from sweep.selection.readouts import (
     DEFAULT_KNN,
     DEFAULT_PROBE,
-    load_readout,
     load_readouts,
     readout_job,
     readout_many,
     readout_path,
+    readout_problem,
 )
+
+JOBS_ENV = "SWEEP_READOUT_JOBS"  # read by sweep.readout._threads (not imported here: it pulls in torch)
+PROBLEM_COLUMNS = ["trial", "kind", "file", "reason"]  # kind: missing | unreadable | mismatched | failed
 
 
 def _cfg_dict(cfg: Any) -> dict[str, Any]:
@@ -52,16 +57,62 @@ def pending_trials(
     trials: pd.DataFrame, sweep_dir: str | Path, trial_ids: Optional[Sequence[int]] = None
 ) -> list[int]:
     """Completed trials (optionally a subset) without a completed readout record yet."""
-    good = usable_trials(trials)
+    good = usable_trials(trials).set_index("trial", drop=False)
     ids = [int(t) for t in good["trial"]]
     if trial_ids is not None:
         wanted = {int(t) for t in trial_ids}
         ids = [t for t in ids if t in wanted]
-    done = []
-    for trial in ids:
-        stored = load_readout(readout_path(sweep_dir, trial))
-        done.append(stored is not None and stored.get("status") == "completed")
-    return [t for t, d in zip(ids, done, strict=True) if not d]
+    return [t for t in ids if readout_problem(readout_path(sweep_dir, t), t, _record_or_none(good.loc[t]))]
+
+
+def _record_or_none(row: pd.Series) -> Optional[Path]:
+    try:
+        return record_path_of(row)
+    except ValueError:
+        return None
+
+
+def readout_problems(trials: pd.DataFrame, sweep_dir: str | Path) -> pd.DataFrame:
+    """Every usable (COMPLETE) trial without a good readout, with the reason: one row per trial, columns
+    ``trial``, ``kind`` (missing | unreadable | mismatched | failed), ``file`` (the readout file) and ``reason``.
+    This is what a report must show next to "N usable of M trials": which trials the selection could not see."""
+    rows = []
+    good = usable_trials(trials)
+    for _, row in good.iterrows():
+        trial = int(row["trial"])
+        path = readout_path(sweep_dir, trial)
+        problem = readout_problem(path, trial, _record_or_none(row))
+        if problem is not None:
+            kind, _, reason = problem.partition(": ")
+            rows.append({"trial": trial, "kind": kind, "file": str(path), "reason": reason})
+    return pd.DataFrame(rows, columns=PROBLEM_COLUMNS)
+
+
+def print_readout_problems(problems: pd.DataFrame, n_usable: int) -> None:
+    """One line per trial whose readout is missing or failed, so a short selection never looks complete."""
+    if problems.empty:
+        print(f"[select] readouts: all {n_usable} usable trials read out", flush=True)
+        return
+    print(f"[select] readouts: {n_usable - len(problems)} of {n_usable} usable trials read out; "
+          f"{len(problems)} left out of the selection:", flush=True)
+    for row in problems.itertuples(index=False):
+        print(f"[select]   trial {row.trial}: {row.kind}: {row.reason} ({row.file})", flush=True)
+
+
+@contextlib.contextmanager
+def _readout_jobs_env(width: int) -> Iterator[None]:
+    """``$SWEEP_READOUT_JOBS`` = ``width`` while the jobs are started, so that k jobs on one machine share its
+    cores instead of each taking all of them (OpenMP threads of side-by-side jobs otherwise spin against
+    each other: a 1.2 s probe took 19.9 s)."""
+    previous = os.environ.get(JOBS_ENV)
+    os.environ[JOBS_ENV] = str(width)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(JOBS_ENV, None)
+        else:
+            os.environ[JOBS_ENV] = previous
 
 
 def run_readouts(
@@ -84,12 +135,18 @@ def run_readouts(
             for t in pending]
     if max_parallel:  # a few long-lived jobs, each reading out its share: process start-up paid once per job
         width = min(int(max_parallel), len(args))
-        jobs = [executor.submit(readout_many, args[i::width]) for i in range(width)]
+        with _readout_jobs_env(width):  # each job then takes cores / width threads (sweep.readout._threads)
+            jobs = [executor.submit(readout_many, args[i::width]) for i in range(width)]
     else:  # one job per trial, as one job array on SLURM
         jobs = executor.map_array(readout_job, *zip(*args)) if args else []
     for job in jobs:
         job.result()
-    return load_readouts(sweep_dir)
+    frame = load_readouts(sweep_dir)
+    if trial_ids is None:  # a full pass: say which trials the selection will not see, and why
+        problems = readout_problems(trials, sweep_dir)
+        print_readout_problems(problems, len(rows))
+        frame.attrs["readout_problems"] = problems
+    return frame
 
 
 class TableReadout:

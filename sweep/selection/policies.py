@@ -9,7 +9,12 @@ deterministic.
 Policies (POLICY_NAMES): ``adaptive_alpha_window`` (alpha-ReQ's sequential window, checked against the
 authors' simulation), ``alpha_band`` (fixed alpha interval), ``rankme_topk`` (top ceil(log2 N) by RankMe
 per method), ``alpha_rankme`` (both signals by rank aggregation, ceil(log2 N) readouts in total) and
-``oracle`` (reads everything: the label-based reference).
+``calibrated_rank`` (learns from its first readouts which signal ranks this sweep, and in which
+direction, then reads the top of that ranking) and ``oracle`` (reads everything: the label-based reference). :func:`read_ranked` is the budgeted core of the
+ranking policies, for variants with another order or budget (``benchmarks/selection.py``).
+
+A policy that reads or chooses nothing says why in ``SelectionResult.note`` (e.g. a fixed alpha band that
+misses every usable alpha names where they lie), so the report never shows an unexplained blank.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import pandas as pd
 
 Readout = Callable[[int], float]
 
-POLICY_NAMES = ("adaptive_alpha_window", "alpha_band", "rankme_topk", "alpha_rankme", "oracle")
+POLICY_NAMES = ("adaptive_alpha_window", "alpha_band", "rankme_topk", "alpha_rankme", "calibrated_rank", "oracle")
 
 
 class SelectionError(ValueError):
@@ -38,6 +43,7 @@ class SelectionResult:
     readouts_used: int  # distinct trials read out
     read_trials: tuple[int, ...]  # in the order they were read
     chosen_accuracy: float  # the readout value that chose it (NaN when nothing was chosen)
+    note: str = ""  # why the policy read or chose nothing ("" when it chose a trial): shown in the report
 
 
 class CountingReadout:
@@ -65,9 +71,21 @@ class CountingReadout:
         trial, value = min(finite, key=lambda tv: (-tv[1], tv[0]))
         return trial, value
 
-    def result(self, policy: str) -> SelectionResult:
+    def result(self, policy: str, note: str = "") -> SelectionResult:
+        """The policy's outcome; when it chose nothing, ``note`` (or a generic reason) says why."""
         trial, value = self.best()
-        return SelectionResult(policy, trial, len(self._values), self.read_trials, value)
+        if trial is not None:
+            note = ""
+        elif not note:
+            note = (f"{policy} read nothing" if not self._values else
+                    f"{policy} read {len(self._values)} config(s), none with a finite readout")
+        return SelectionResult(policy, trial, len(self._values), self.read_trials, value, note)
+
+
+def _no_usable_note(policy: str, needs: Sequence[str]) -> str:
+    """Why a policy read nothing when no trial qualified at all."""
+    finite = f" with finite {', '.join(needs)}" if needs else ""
+    return f"{policy} read nothing: no usable trial (state COMPLETE{finite})"
 
 
 # ----------------------------------------------------------------------------- candidates
@@ -83,12 +101,19 @@ def usable_trials(trials: pd.DataFrame, metrics: Sequence[str] = ()) -> pd.DataF
     Sorted by trial id, so every policy sees the same deterministic order.
     """
     _require_columns(trials, ["trial", *metrics])
-    keep = pd.Series(True, index=trials.index)
+    keep = np.ones(len(trials), dtype=bool)  # numpy masks: evaluations call this thousands of times
     if "state" in trials.columns:
-        keep &= trials["state"].astype(str).str.upper() == "COMPLETE"
+        keep &= np.char.upper(trials["state"].to_numpy(dtype=str)) == "COMPLETE"
     for metric in metrics:
-        keep &= np.isfinite(pd.to_numeric(trials[metric], errors="coerce").astype(float))
+        keep &= np.isfinite(pd.to_numeric(trials[metric], errors="coerce").to_numpy(dtype=float))
     return trials.loc[keep].sort_values("trial", kind="stable")
+
+
+def _best_first(group: pd.DataFrame, *keys: pd.Series) -> list[int]:
+    """Trial ids sorted by ``keys`` (ascending, first key first, NaN last), ties to the smaller trial id."""
+    ids = group["trial"].to_numpy(dtype=np.int64)
+    order = np.lexsort((ids, *(np.asarray(k, dtype=float) for k in reversed(keys))))
+    return [int(t) for t in ids[order]]
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -180,7 +205,8 @@ def adaptive_alpha_window(
             if trial in alpha and bounds[0] <= alpha[trial] <= bounds[1]:
                 read[trial] = counter(trial)
         bounds = _update_window(bounds, read, alpha, top_k)
-    return counter.result("adaptive_alpha_window")
+    note = _no_usable_note("adaptive_alpha_window", [alpha_column]) if not alpha else ""
+    return counter.result("adaptive_alpha_window", note)
 
 
 # ----------------------------------------------------------------------------- 2. fixed alpha band
@@ -199,7 +225,15 @@ def alpha_band(
     counter = CountingReadout(readout)
     for trial in inside.astype(int):
         counter(trial)
-    return counter.result("alpha_band")
+    return counter.result("alpha_band", _band_note(band, alphas) if inside.empty else "")
+
+
+def _band_note(band: Sequence[float], alphas: pd.Series) -> str:
+    """Why a fixed band read nothing: where the usable alphas lie instead."""
+    head = f"alpha_band [{float(band[0]):g}, {float(band[1]):g}] read nothing"
+    if alphas.empty:
+        return f"{head}: no usable trial has a finite alpha"
+    return f"{head}: all {len(alphas)} usable alphas lie in [{alphas.min():.2f}, {alphas.max():.2f}]"
 
 
 # ----------------------------------------------------------------------------- 3. RankMe top ceil(log2 N)
@@ -223,16 +257,19 @@ def rankme_topk(
     per_method = method_column is not None and method_column in good.columns
     groups = good.groupby(method_column, sort=True, dropna=False) if per_method else [(None, good)]
     for _, group in groups:
-        ranked = group.assign(_neg=-group[rankme_column].astype(float)).sort_values(
-            ["_neg", "trial"], kind="stable"
-        )
-        for trial in ranked["trial"].head(rankme_budget(len(group))).astype(int):
+        for trial in rankme_order(group, rankme_column)[: rankme_budget(len(group))]:
             counter(trial)
-    return counter.result("rankme_topk")
+    note = _no_usable_note("rankme_topk", [rankme_column]) if good.empty else ""
+    return counter.result("rankme_topk", note)
 
 
 # ----------------------------------------------------------------------------- 4. alpha + RankMe combined
 ALLOCATIONS = ("adaptive", "proportional")
+
+
+def rankme_order(group: pd.DataFrame, rankme_column: str = "rankme") -> list[int]:
+    """Trial ids of one method, highest RankMe first; ties go to the smaller trial id."""
+    return _best_first(group, -group[rankme_column].astype(float))
 
 
 def combined_order(
@@ -247,8 +284,7 @@ def combined_order(
     rankme = group[rankme_column].astype(float)
     distance = (group[alpha_column].astype(float) - 1.0).abs()
     score = rankme.rank(ascending=False, method="average") + distance.rank(ascending=True, method="average")
-    ranked = group.assign(_score=score, _neg=-rankme).sort_values(["_score", "_neg", "trial"], kind="stable")
-    return [int(t) for t in ranked["trial"]]
+    return _best_first(group, score, -rankme)
 
 
 def proportional_split(sizes: Sequence[int], budget: int) -> list[int]:
@@ -266,7 +302,7 @@ def proportional_split(sizes: Sequence[int], budget: int) -> list[int]:
     return shares
 
 
-def _method_groups(good: pd.DataFrame, method_column: Optional[str]) -> list[pd.DataFrame]:
+def method_groups(good: pd.DataFrame, method_column: Optional[str]) -> list[pd.DataFrame]:
     """One frame per method (one pooled frame without a method column), larger methods first."""
     if method_column is None or method_column not in good.columns:
         return [good] if len(good) else []
@@ -317,24 +353,139 @@ def alpha_rankme(
         _check_positive("budget", budget)
     good = usable_trials(trials, [rankme_column, alpha_column])
     total = rankme_budget(len(good)) if budget is None else int(budget)
-    orders = [combined_order(g, rankme_column, alpha_column) for g in _method_groups(good, method_column)]
+    orders = [combined_order(g, rankme_column, alpha_column) for g in method_groups(good, method_column)]
+    note = _no_usable_note("alpha_rankme", [rankme_column, alpha_column]) if good.empty else ""
+    return read_ranked(orders, total, readout, allocation, "alpha_rankme", note)
+
+
+def read_ranked(
+    orders: Sequence[Sequence[int]], budget: int, readout: Readout, allocation: str = "adaptive",
+    policy: str = "ranked", note: str = "",
+) -> SelectionResult:
+    """Read ``budget`` configs in total from per-method best-first ``orders`` (allocation as in
+    :func:`alpha_rankme`) and pick the best readout: the shared core of every budgeted ranking policy."""
+    if allocation not in ALLOCATIONS:
+        raise SelectionError(f"allocation must be one of {list(ALLOCATIONS)}, got {allocation!r}")
+    orders = [list(o) for o in orders]
     counter = CountingReadout(readout)
     if allocation == "adaptive":
-        _read_adaptive(orders, total, counter)
+        _read_adaptive(orders, int(budget), counter)
     else:
-        for order, share in zip(orders, proportional_split([len(o) for o in orders], total), strict=True):
+        shares = proportional_split([len(o) for o in orders], int(budget))
+        for order, share in zip(orders, shares, strict=True):
             for trial in order[:share]:
                 counter(trial)
-    return counter.result("alpha_rankme")
+    return counter.result(policy, note)
 
 
-# ----------------------------------------------------------------------------- 5. label-based oracle
+# ----------------------------------------------------------------------------- 5. calibrated ranking
+# Signals a calibrated policy may pick, in tie-break order: the papers' two metrics, RankMe normalised by its
+# width ceiling, and alpha-ReQ's distance to 1 (negated, so that larger always means "ranked higher").
+CALIBRATION_SIGNALS = ("rankme", "rankme_normalized", "alpha", "alpha_near_1")
+MIN_CALIBRATION = 3  # a rank correlation needs at least 3 readouts
+
+
+def signal_values(group: pd.DataFrame, signal: str, alpha_column: str = "alpha") -> np.ndarray:
+    """Values of a calibration signal: a metric column, or ``alpha_near_1`` = -|alpha - 1|."""
+    if signal == "alpha_near_1":
+        return -np.abs(group[alpha_column].to_numpy(dtype=float) - 1.0)
+    return group[signal].to_numpy(dtype=float)
+
+
+def _average_ranks(a: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their mean rank (O(k^2): calibration sets hold a handful of readouts)."""
+    below = (a[:, None] > a[None, :]).sum(axis=1)
+    equal = (a[:, None] == a[None, :]).sum(axis=1)
+    return below + (equal + 1) / 2.0
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rho of the finite pairs (average ranks); NaN with < 3 pairs or a constant side."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return math.nan
+    rx, ry = _average_ranks(x[ok]), _average_ranks(y[ok])
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    return float((rx * ry).sum() / math.sqrt((rx * rx).sum() * (ry * ry).sum()))
+
+
+def calibrate_signal(values: dict[str, np.ndarray], readouts: np.ndarray) -> tuple[str, float]:
+    """(signal, sign) whose Spearman with ``readouts`` (aligned with every array of ``values``) is largest in
+    absolute value; ties go to the earlier signal; the first signal, higher first (RankMe's own rule when it
+    is first), when none correlates."""
+    names = list(values)
+    best, best_rho = (names[0], 1.0), 0.0
+    for signal in names:
+        rho = _spearman(values[signal], readouts)
+        if math.isfinite(rho) and abs(rho) > abs(best_rho):
+            best, best_rho = (signal, 1.0 if rho > 0 else -1.0), rho
+    return best
+
+
+def _calibrated_group(group: pd.DataFrame, visit: Sequence[int], budget: Optional[int], signals: Sequence[str],
+                      alpha_column: str, counter: CountingReadout) -> None:
+    """One method's reads: calibrate on the first configs visited, then read the top of the learned ranking."""
+    ids = group["trial"].to_numpy(dtype=np.int64)
+    position = {int(t): i for i, t in enumerate(ids)}
+    mine = [t for t in visit if t in position]
+    total = rankme_budget(len(mine)) if budget is None else min(int(budget), len(mine))
+    first = mine[: min(total, max(MIN_CALIBRATION, math.ceil(total / 2)))]
+    readouts = np.array([counter(t) for t in first], dtype=float)
+    values = {s: signal_values(group, s, alpha_column) for s in signals}
+    rows = [position[t] for t in first]
+    signal, sign = calibrate_signal({s: v[rows] for s, v in values.items()}, readouts)
+    ranked = ids[np.lexsort((ids, -sign * values[signal]))]
+    taken = set(first)
+    for trial in [int(t) for t in ranked if int(t) not in taken][: total - len(first)]:
+        counter(trial)
+
+
+def calibrated_rank(
+    trials: pd.DataFrame,
+    readout: Readout,
+    order: Optional[Sequence[int]] = None,
+    budget: Optional[int] = None,
+    signals: Sequence[str] = CALIBRATION_SIGNALS,
+    method_column: Optional[str] = "method",
+    alpha_column: str = "alpha",
+    policy: str = "calibrated_rank",
+) -> SelectionResult:
+    """Let a few readouts say which label-free signal ranks this sweep, and in which direction.
+
+    Why: on real sweeps a metric can rank configs well yet in the direction opposite to its paper's rule
+    (e.g. alpha far above 1 going with HIGHER accuracy), and which metric carries the signal changes with the
+    method and the data. Per method, with b = ``budget`` (default ceil(log2 N) of that method): read the first
+    k = max(3, ceil(b / 2)) (at most b) usable configs in visiting order (default: trial id), pick the signal
+    of ``signals`` present in the table whose Spearman with those readouts is largest in absolute value (its
+    sign kept), read the remaining b - k configs best first by that signed signal (ties to the smaller trial
+    id), and choose the best readout. Declared before the testbed's Barlow Twins, VICReg and digits results
+    were seen; not tuned on them.
+    """
+    if budget is not None:
+        _check_positive("budget", budget)
+    present = [s for s in signals if s in trials.columns or (s == "alpha_near_1" and alpha_column in trials.columns)]
+    if not present:
+        raise SelectionError(f"calibrated_rank needs one of the signal columns {list(signals)}; "
+                             f"present: {sorted(trials.columns)}")
+    needs = list(dict.fromkeys(alpha_column if s == "alpha_near_1" else s for s in present))
+    good = usable_trials(trials, needs)
+    usable_ids = set(good["trial"].astype(int))
+    visit = [t for t in _visiting_order(trials, order) if t in usable_ids]
+    counter = CountingReadout(readout)
+    for group in method_groups(good, method_column):
+        _calibrated_group(group, visit, budget, present, alpha_column, counter)
+    note = _no_usable_note(policy, needs) if good.empty else ""
+    return counter.result(policy, note)
+
+
+# ----------------------------------------------------------------------------- 6. label-based oracle
 def oracle(trials: pd.DataFrame, readout: Readout) -> SelectionResult:
     """Read out every completed trial and keep the best: the label-based reference for regret."""
     counter = CountingReadout(readout)
-    for trial in usable_trials(trials)["trial"].astype(int):
+    good = usable_trials(trials)
+    for trial in good["trial"].astype(int):
         counter(trial)
-    return counter.result("oracle")
+    return counter.result("oracle", _no_usable_note("oracle", []) if good.empty else "")
 
 
 def run_policies(
@@ -357,5 +508,7 @@ def run_policies(
         results.append(rankme_topk(trials, readout))
     if {"alpha", "rankme"} <= set(trials.columns):
         results.append(alpha_rankme(trials, readout, combined_budget, combined_allocation))
+    if "rankme" in trials.columns or "alpha" in trials.columns:
+        results.append(calibrated_rank(trials, readout, order))
     results.append(oracle(trials, readout))
     return results

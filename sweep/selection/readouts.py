@@ -2,7 +2,9 @@
 
 Optuna refuses to update finished trials, so results live in ``<sweep_dir>/readouts/trial_<n>.json``.
 A job never raises for a bad trial (submitit's DebugExecutor would drop into pdb): it writes and returns
-a record with ``status: failed`` and the error, and a later run retries it. Completed records are reused.
+a record with ``status: failed`` and the error, and a later run retries it. Completed records are reused only
+when they check out (``readout_problem``): JSON of a readout record, of this trial, made from this trial's
+result file. Anything else (random bytes, ``[]``, a file copied from another trial) is named and read out again.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class ReadoutRecord:
     features: str = "backbone"
     error: Optional[str] = None
     elapsed_s: float = 0.0
+    record_path: Optional[str] = None  # the result.json read out: a readout never stands for another trial
 
 
 def readout_path(sweep_dir: str | Path, trial: int) -> Path:
@@ -80,17 +83,65 @@ def _load_split(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_readout(path: str | Path) -> Optional[dict[str, Any]]:
-    """The stored record, or None when absent or unreadable (a half-written file counts as absent)."""
+    """The stored record, or None when absent or unreadable (a half-written file, random bytes, a JSON value
+    that is not an object all count as absent; ``readout_problem`` says which)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):  # FileNotFoundError, JSONDecodeError, UnicodeDecodeError
         return None
+    return data if isinstance(data, dict) else None
+
+
+def readout_problem(path: str | Path, trial: int, record_path: Optional[str | Path] = None) -> Optional[str]:
+    """Why the readout file of ``trial`` cannot be used as is (None when it is a completed readout of this
+    trial): missing, unreadable, not a readout record, another trial's, made from another result file, failed."""
+    path = Path(path)
+    if not path.exists():
+        return "missing: no readout yet"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return f"unreadable: {path} is not JSON ({type(err).__name__}: {str(err)[:120]})"
+    if not isinstance(data, dict) or not {"trial", "status"} <= set(data):
+        return f"unreadable: {path} holds {type(data).__name__}, not a readout record with 'trial' and 'status'"
+    if _as_int(data.get("trial")) != int(trial):
+        return f"mismatched: {path} is the readout of trial {data.get('trial')!r}, not of trial {trial}"
+    made_from = data.get("record_path")
+    if record_path is not None and made_from and not _same_file(made_from, record_path):
+        return f"mismatched: {path} was made from {made_from}, trial {trial}'s record is {record_path}"
+    if data.get("status") != "completed":
+        return f"failed: {data.get('error') or data.get('status')}"
+    return None
+
+
+def _as_int(value: Any) -> Optional[int]:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def _read_record(record_path: Path) -> dict[str, Any]:
+    """The trial's result.json; errors name the file (a truncated record is a common failure after a crash)."""
+    try:
+        record = json.loads(record_path.read_text())
+    except FileNotFoundError:
+        raise ReadoutError(f"result record not found: {record_path}") from None
+    except (OSError, ValueError) as err:
+        raise ReadoutError(f"{record_path}: not a readable JSON record ({type(err).__name__}: {err})") from None
+    if not isinstance(record, dict):
+        raise ReadoutError(f"{record_path}: holds {type(record).__name__}, expected a result record (an object)")
+    return record
 
 
 def _probe_record(
     trial: int, record_path: Path, cfg: dict[str, Any], probe: str, knn: Optional[str]
 ) -> ReadoutRecord:
-    record = json.loads(record_path.read_text())
+    record = _read_record(record_path)
     kind = str(cfg.get("features", "backbone"))
     base = Path(record.get("run_dir") or record_path.parent)
     data = {split: _load_split(paths) for split, paths in feature_files(record, kind, base).items()}
@@ -122,9 +173,11 @@ def readout_job(
     probe: str = DEFAULT_PROBE,
     knn: Optional[str] = DEFAULT_KNN,
 ) -> dict[str, Any]:
-    """One trial's readout; reuses a completed record at ``out_path``. Runs inside any submitit executor."""
-    previous = load_readout(out_path)
-    if previous is not None and previous.get("status") == "completed":
+    """One trial's readout; reuses a completed record at ``out_path`` when it checks out for this trial and
+    record (``readout_problem``), else reads out again. Runs inside any submitit executor."""
+    if readout_problem(out_path, int(trial), record_path) is None:
+        previous = load_readout(out_path)
+        assert previous is not None
         return previous
     start = time.perf_counter()
     try:
@@ -137,6 +190,7 @@ def readout_job(
             error=f"{type(exc).__name__}: {exc}",
         )
     out.elapsed_s = time.perf_counter() - start
+    out.record_path = str(record_path)
     payload = asdict(out)
     write_json_atomic(Path(out_path), payload)
     return payload
@@ -151,8 +205,14 @@ READOUT_COLUMNS = list(ReadoutRecord.__dataclass_fields__)
 
 
 def load_readouts(sweep_dir: str | Path) -> pd.DataFrame:
-    """All stored readout records of a sweep, one row per trial, sorted by trial."""
+    """All stored readout records of a sweep, one row per trial, sorted by trial. Files that are not a readout
+    record of the trial in their name are left out (``readout_problems`` names them)."""
     folder = Path(sweep_dir) / READOUTS_DIRNAME
-    rows = [r for r in (load_readout(p) for p in sorted(folder.glob("trial_*.json"))) if r is not None]
+    rows = []
+    for path in sorted(folder.glob("trial_*.json")):
+        trial = _as_int(path.stem.removeprefix("trial_"))
+        problem = readout_problem(path, trial) if trial is not None else "unreadable: bad file name"
+        if problem is None or problem.startswith("failed"):
+            rows.append(load_readout(path))
     frame = pd.DataFrame(rows, columns=READOUT_COLUMNS)
     return frame.sort_values("trial", kind="stable").reset_index(drop=True)

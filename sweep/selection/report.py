@@ -25,12 +25,20 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from sweep.config.schema import SelectionConfig  # noqa: E402
+from sweep.selection.evaluate import (  # noqa: E402
+    evaluate_scopes,
+    policy_specs,
+    spearman_table,
+)
 from sweep.selection.pipeline import TableReadout  # noqa: E402
 from sweep.selection.policies import SelectionResult, run_policies, usable_trials  # noqa: E402
 
 METRIC_CANDIDATES = (
     "rankme",
+    "rankme_normalized",
+    "rankme_backbone",
     "alpha",
+    "alpha_projector",
     "abs_alpha_minus_1",
     "alpha_r2",
     "stable_rank",
@@ -186,9 +194,28 @@ def policy_table(
                 "regret": best - acc,
                 "p_within_tol": float(order_stats.loc[res.policy, "p_within"]),
                 "mean_readouts_over_orders": float(order_stats.loc[res.policy, "mean_readouts"]),
+                "note": res.note,
             }
         )
     return pd.DataFrame(rows)
+
+
+def policy_notes(policies: pd.DataFrame) -> list[str]:
+    """The notes of policies that read or chose nothing (why), in table order."""
+    if "note" not in policies.columns:
+        return []
+    return [str(n) for n in policies["note"] if isinstance(n, str) and n]
+
+
+def policy_summary(policies: pd.DataFrame) -> str:
+    """The headline table for stdout (what each policy chose, at what cost and regret), then the notes."""
+    wanted = ("policy", "readouts_used", "chosen_trial", "test_accuracy", "regret", "p_within_tol",
+              "mean_readouts_over_orders")
+    columns = [c for c in wanted if c in policies.columns]
+    display = ("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format)
+    with pd.option_context(*display):
+        text = policies[columns].to_string(index=False)
+    return "\n".join([text, *(f"note: {n}" for n in policy_notes(policies))])
 
 
 def _budget_orders(frame: pd.DataFrame) -> dict[str, list[int]]:
@@ -431,6 +458,53 @@ def _html(title: str, sections: list[tuple[str, str]]) -> str:
     )
 
 
+_SPEARMAN_INTRO = (
+    "<p>Spearman of each label-free metric with the test accuracy of usable configs, per method and pooled; "
+    "95% percentile interval over {n_boot} bootstrap resamples of configs (seeded).</p>"
+)
+_EVIDENCE_INTRO = (
+    "<p>Each policy run on each method's configs alone and on all together, over {n} random visiting orders. "
+    "Regret in points against the oracle (best validation readout, reported on test). random-b reads b "
+    "configs in an independent random order (b = the policy's own readouts in that order) and chooses by "
+    "validation; p_vs_random = P(random-b regret &lt;= policy regret) over matched orders (one-sided; ties "
+    "count against the policy; about b/N at best when the policy finds the oracle's config). Target: "
+    "P(within 1 point with &lt;= ceil(log2 N)+2 readouts) &gt;= 0.9 and p_vs_random &lt; 0.05. See "
+    "<code>sweep.selection.evaluate</code>.</p>"
+)
+
+
+def evidence_tables(
+    trials: pd.DataFrame, readouts: pd.DataFrame, cfg: SelectionConfig, n_boot: int = 1000
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(Spearman with bootstrap intervals, policies vs random-b per scope) with the settings of ``cfg``."""
+    merged = merged_table(trials, readouts)
+    usable = usable_trials(merged)
+    spearman = spearman_table(usable, available_metrics(usable), cfg.report_column, n_boot, cfg.seed)
+    specs = policy_specs(cfg.batch_size, cfg.top_k, tuple(cfg.alpha_band), cfg.combined_budget,
+                         cfg.combined_allocation)
+    evidence = evaluate_scopes(trials, readouts, specs, cfg.n_orders, cfg.seed, None, cfg.selection_column,
+                               cfg.report_column, 100.0 * cfg.tolerance)
+    return spearman, evidence
+
+
+def _notes_html(policies: pd.DataFrame) -> str:
+    notes = policy_notes(policies)
+    return "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>" if notes else ""
+
+
+_PROBLEMS_INTRO = ("<p>These usable trials have no good readout, so every policy (and the oracle) is blind to "
+                   "them; the next <code>sweep select</code> reads them out again.</p>")
+
+
+def _left_out_text(problems: pd.DataFrame) -> str:
+    """'; 2 left out of the selection (1 failed, 1 unreadable)' or '' when every usable trial was read."""
+    if problems.empty:
+        return ""
+    kinds = problems["kind"].value_counts() if "kind" in problems.columns else pd.Series(dtype=int)
+    detail = ", ".join(f"{n} {k}" for k, n in kinds.items())
+    return f"; {len(problems)} left out of the selection ({detail})" if detail else f"; {len(problems)} left out"
+
+
 def build_report(
     trials: pd.DataFrame,
     readouts: pd.DataFrame,
@@ -439,10 +513,14 @@ def build_report(
     monitoring: Optional[pd.DataFrame] = None,
     title: str = "Label-free selection report",
     risk: Optional[pd.DataFrame] = None,
+    n_boot: int = 1000,
+    readout_problems: Optional[pd.DataFrame] = None,
 ) -> Path:
     """Write ``report.html`` (figures embedded, opens offline) plus CSV/parquet tables and PNGs under
     ``out_dir``; returns the HTML path. ``risk`` (``sweep.selection.risk.load_risks``) adds the risk
-    decomposition section when it has rows."""
+    decomposition section when it has rows; ``readout_problems``
+    (``sweep.selection.pipeline.readout_problems``: trial, kind, file, reason) lists the usable trials that no
+    policy could see because their readout is missing, unreadable, mismatched or failed."""
     cfg = cfg or SelectionConfig()
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
@@ -452,9 +530,14 @@ def build_report(
     correlations = metric_correlations(trials, readouts, cfg.report_column)
     curve = budget_curve(trials, readouts, cfg)
     monitor = monitoring if monitoring is not None else load_monitoring(trials)
-    tables = {"policies": policies, "correlations": correlations, "budget_curve": curve, "trials": merged}
+    spearman_ci, evidence = evidence_tables(trials, readouts, cfg, n_boot)
+    tables = {"policies": policies, "correlations": correlations, "spearman_ci": spearman_ci,
+              "evidence": evidence, "budget_curve": curve, "trials": merged}
     if risk is not None and not risk.empty:
         tables["risk"] = risk
+    problems = readout_problems if readout_problems is not None else pd.DataFrame()
+    if not problems.empty:
+        tables["readout_problems"] = problems
     for name, frame in tables.items():
         _write_table(frame, out / "tables", name)
     usable = usable_trials(merged)
@@ -470,10 +553,17 @@ def build_report(
         (
             "Settings",
             f"<pre>{html.escape(json.dumps(asdict(cfg), indent=1))}</pre>"
-            f"<p>{len(usable)} usable of {len(trials)} trials; {int(readouts.shape[0])} readouts.</p>",
+            f"<p>{len(usable)} usable of {len(trials)} trials; {int(readouts.shape[0])} readouts"
+            f"{_left_out_text(problems)}.</p>",
         ),
-        ("Policies vs oracle", policies.to_html(**fmt)),
+        *([("Readouts left out of the selection", _PROBLEMS_INTRO + problems.to_html(**fmt))]
+          if not problems.empty else []),
+        ("Policies vs oracle", policies.to_html(**fmt) + _notes_html(policies)),
         ("Metric vs accuracy correlations", correlations.to_html(**fmt)),
+        ("Spearman with bootstrap 95% intervals", _SPEARMAN_INTRO.format(n_boot=n_boot)
+         + spearman_ci.to_html(**fmt)),
+        ("Policies vs random-b, per method and pooled", _EVIDENCE_INTRO.format(n=cfg.n_orders)
+         + evidence.to_html(**fmt)),
         *([_risk_section(risk, out, fmt)] if "risk" in tables else []),
         ("Figures", "\n".join(_img_tag(p) for p in figures)),
         (

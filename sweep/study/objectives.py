@@ -3,19 +3,29 @@
 ``{metric: rankme, direction: maximize}`` optimises a metric as is; ``{metric: alpha, target: 1.0}`` minimises
 ``|alpha - target|`` (alpha-ReQ: representations whose eigenspectrum decays like 1/k generalise best). Several
 objectives make a multi-objective study with one direction per objective (NSGA-II for RankMe + alpha).
+
+Raw RankMe is capped by min(N, D), so with the projector width D in the search space an optimiser maximising it
+learns to pick wide projectors (TPE sampled out_dim 256 in 14 of 24 trials); ``rankme_normalized``
+(RankMe / min(N, D)) is the width-fair objective, and :func:`width_warning` says so before a sweep starts.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
 DIRECTIONS = ("maximize", "minimize")
+WIDTH_BIASED_METRICS = ("rankme",)  # metrics whose ceiling grows with the embedding width
+WIDTH_PARAM_SUFFIX = "projector.out_dim"  # search-space keys that set the embedding width
 
 
 class ObjectiveError(ValueError):
     """A bad objective spec, or a record that lacks a usable value for one."""
+
+
+class ObjectiveWarning(UserWarning):
+    """A valid objective that is likely to steer the optimiser towards the wrong thing."""
 
 
 @dataclass(frozen=True)
@@ -88,3 +98,24 @@ def objective_values(objectives: Sequence[Objective], record: Mapping[str, Any])
     if not isinstance(metrics, Mapping):
         raise ObjectiveError(f"bad_record: 'metrics' must be a mapping, got {type(metrics).__name__}")
     return [o.value(metrics) for o in objectives]
+
+
+def width_params(varied: Iterable[str]) -> list[str]:
+    """Varied search-space keys that set the embedding width (``method.projector.out_dim`` or any key ending in
+    ``projector.out_dim``)."""
+    return [name for name in varied if name.endswith(WIDTH_PARAM_SUFFIX)]
+
+
+def width_warning(objectives: Sequence[Objective], varied: Iterable[str]) -> Optional[str]:
+    """Why raw RankMe is a misleading objective for this space (a message naming the parameter), or None.
+
+    ``varied`` are the search-space keys that take more than one value.
+    """
+    biased = [o.label for o in objectives if o.metric in WIDTH_BIASED_METRICS]
+    params = width_params(varied)
+    if not biased or not params:
+        return None
+    return (f"objective {biased[0]} is raw RankMe while the search space varies the embedding width "
+            f"({', '.join(params)}): RankMe is capped by min(N, D), so the optimiser is rewarded for a wider "
+            f"projector rather than a better representation; use hydra.sweeper.objectives=[{{metric: "
+            f"rankme_normalized}}] (RankMe / min(N, D); hydra/sweeper=rankme_normalized) or fix {params[0]}")

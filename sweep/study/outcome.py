@@ -6,12 +6,15 @@ exception into a failed outcome with its reason, and a pruned trial is a record 
 """
 from __future__ import annotations
 
+import errno
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 COMPLETED, FAILED, PRUNED = "completed", "failed", "pruned"
+DISK_FULL = "disk full (ENOSPC)"  # named first in a failure reason: the fix is on the disk, not in the trial
+_ENOSPC_MARKERS = ("No space left on device", "ENOSPC", "Errno 28")
 
 
 @dataclass
@@ -44,6 +47,8 @@ def outcome_from_return(value: Any) -> TrialOutcome:
 def outcome_from_exception(err: BaseException, prefix: str = "exception") -> TrialOutcome:
     text = str(err).strip().splitlines()
     head = text[0] if text else ""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        prefix = f"{DISK_FULL}: {prefix}"
     return TrialOutcome(FAILED, {}, f"{prefix}: {type(err).__name__}: {head}"[:500])
 
 
@@ -58,6 +63,8 @@ def outcome_from_exit(returncode: int, stderr_tail: str = "") -> TrialOutcome:
         reason = f"crashed: worker killed by {name} (exit {128 + sig})"
     else:
         reason = f"crashed: worker exited with code {returncode} without a result"
+    if any(marker in (stderr_tail or "") for marker in _ENOSPC_MARKERS):
+        reason = f"{DISK_FULL}: {reason}"
     tail = stderr_tail.strip().splitlines()[-1:] if stderr_tail else []
     if tail:
         reason += f"; last stderr line: {tail[0][:300]}"

@@ -5,11 +5,22 @@
 - ``journal:///abs/path.log`` (or ``journal://rel/path.log``): JournalStorage on a JournalFileBackend, made for
   shared file systems and tens of workers.
 - ``sqlite:///...``, ``postgresql[+driver]://...``, ``mysql...``: passed to Optuna's RDBStorage.
+
+Passwords: give none in the URL and let the driver find it in ``PGPASSWORD`` / ``~/.pgpass`` (libpq) or
+``SWEEP_STORAGE_PASSWORD`` (any database). A password that is in the URL is used by the driver only: every file
+and message shows the URL masked (``mask_url``), and workers get the URL without it plus the password in their
+environment (``SWEEP_STORAGE_PASSWORD``), never in a file.
 """
 from __future__ import annotations
 
+import fcntl
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import optuna
 from optuna.storages import BaseStorage
@@ -18,6 +29,10 @@ DEFAULT_STORAGE_DIR = ".sweep"
 DEFAULT_STORAGE_FILE = "optuna.db"
 JOURNAL_SCHEME = "journal://"
 RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
+PASSWORD_ENV = "SWEEP_STORAGE_PASSWORD"
+MASK = "***"
+# scheme://user:password@ in a URL or anywhere in a text (a YAML file, an error message)
+_CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^:/@\s'\"]*:)(?P<password>[^@\s'\"]+)(?P<at>@)")
 
 
 class StorageError(ValueError):
@@ -38,7 +53,7 @@ def normalize_storage_url(url: str | None, base_dir: str | Path = ".") -> str:
         return JOURNAL_SCHEME + str(path if path.is_absolute() else (Path(base_dir) / path).resolve())
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     if scheme not in RDB_SCHEMES:
-        raise StorageError(f"storage={url!r}: unsupported scheme '{scheme}'; allowed: journal:///path, "
+        raise StorageError(f"storage={mask_url(url)!r}: unsupported scheme '{scheme}'; allowed: journal:///path, "
                            f"sqlite:///path, postgresql://..., mysql://... (or null for the default SQLite)")
     if scheme == "sqlite" and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         rel = url[len("sqlite:///"):]
@@ -51,18 +66,90 @@ def make_storage(url: str | None, base_dir: str | Path = ".") -> BaseStorage:
     """An Optuna storage for ``url`` (see module doc); creates parent directories of file-backed storages."""
     url = normalize_storage_url(url, base_dir)
     if url.startswith(JOURNAL_SCHEME):
-        path = Path(url[len(JOURNAL_SCHEME):])
-        path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+        from sweep.study.journal import check_and_repair
+
+        path = Path(url[len(JOURNAL_SCHEME):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        check_and_repair(path)  # a torn last line must go before anything is appended after it
         return JournalStorage(JournalFileBackend(str(path)))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        db = Path(url[len("sqlite:///"):])
+        db.parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs["connect_args"] = {"timeout": 60}  # workers reporting intermediate values share the file
-    else:
-        engine_kwargs["pool_pre_ping"] = True
-    return optuna.storages.RDBStorage(with_available_driver(url), engine_kwargs=engine_kwargs)
+        with _file_lock(db.with_name(db.name + ".lock")):  # two drivers creating the schema at once
+            return _rdb_storage(url, engine_kwargs)
+    engine_kwargs["pool_pre_ping"] = True
+    return _rdb_storage(with_password(url), engine_kwargs)
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], attempts: int = 5) -> BaseStorage:
+    """RDBStorage, retried when another process created the schema at the same moment (the loser of that
+    race sees 'already exists' / a UNIQUE violation on alembic_version; the schema is there on the retry)."""
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(with_available_driver(url), engine_kwargs=engine_kwargs)
+        except Exception as err:  # noqa: BLE001 - SQLAlchemy's IntegrityError/OperationalError/ProgrammingError
+            text = str(err)
+            racing = "already exists" in text or "alembic_version" in text or "duplicate key" in text
+            if not racing or attempt == attempts - 1:
+                raise StorageError(f"storage={mask_url(url)!r}: {redact_text(text.splitlines()[0])}") from None
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- passwords
+def split_password(url: str) -> tuple[str, Optional[str]]:
+    """``(url without its password, password or None)``; a masked password (``***``) counts as none."""
+    match = _CREDENTIALS.match(url)
+    if match is None:
+        return url, None
+    password = match.group("password")
+    bare = url[:match.start("password") - 1] + url[match.end("password"):]
+    return bare, (None if password == MASK else _unquote(password))
+
+
+def mask_url(url: Optional[str]) -> str:
+    """The URL with its password replaced by ``***`` (for files and messages)."""
+    return redact_text(url or "")
+
+
+def redact_text(text: str) -> str:
+    """Every ``scheme://user:password@`` in ``text`` with the password masked."""
+    return _CREDENTIALS.sub(lambda m: f"{m.group('head')}{MASK}{m.group('at')}", text)
+
+
+def with_password(url: str) -> str:
+    """The URL the driver connects with: its own password, else ``SWEEP_STORAGE_PASSWORD``; with neither,
+    the URL as is (libpq then reads PGPASSWORD or ~/.pgpass)."""
+    bare, password = split_password(url)
+    password = password or os.environ.get(PASSWORD_ENV)
+    if not password:
+        return bare
+    match = re.match(r"(?P<head>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@]+)@", bare)
+    if match is None:  # no user name in the URL: a password alone means nothing to the driver
+        return bare
+    from urllib.parse import quote
+
+    return f"{match.group('head')}{match.group('user')}:{quote(password, safe='')}@{bare[match.end():]}"
+
+
+def _unquote(text: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(text)
 
 
 def with_available_driver(url: str) -> str:

@@ -2,7 +2,9 @@
 
 Keeps ``n_jobs`` trials in flight and asks a new one as soon as ANY finishes (no batch barrier); failed trials
 are told FAIL with their reason and never stop the sweep unless the failure ratio is exceeded; ``n_trials`` is
-the study's TOTAL (a re-run tops up); trials of a dead driver are failed and requeued (see ``resume``).
+the study's TOTAL (a re-run tops up); the still-running SLURM jobs of a lost driver are adopted, its other
+trials failed and requeued (see ``resume``). A driver stopped by SIGTERM / SIGHUP / SIGINT cancels its jobs and
+requeues their trials before it exits.
 Everything that can be wrong with the space, the objectives or the composed configs is checked before the first
 job is submitted.
 """
@@ -12,7 +14,11 @@ import importlib
 import json
 import logging
 import math
+import os
+import signal
+import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +29,31 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.trial import Trial, TrialState
 
 from sweep.launch.trial import compose_trial_config, trial_run_dir, with_record_file
+from sweep.safety import secure_dir
 from sweep.study import resume
-from sweep.study.objectives import Objective, ObjectiveError, directions, objective_values, parse_objectives
+from sweep.study.objectives import (
+    Objective,
+    ObjectiveError,
+    ObjectiveWarning,
+    directions,
+    objective_values,
+    parse_objectives,
+    width_warning,
+)
 from sweep.study.outcome import COMPLETED, FAILED, PRUNED, TrialOutcome, outcome_from_exception
 from sweep.study.progress import progress_line
 from sweep.study.pruning import TrialContext
 from sweep.study.results import METRIC_PREFIX, export_results
 from sweep.study.samplers import SamplerConfigError, derive_seed, make_pruner, make_sampler
 from sweep.study.search_space import SearchSpace, format_override_value, parse_search_space, to_overrides
-from sweep.study.storage import make_storage, normalize_storage_url
+from sweep.study.storage import (
+    PASSWORD_ENV,
+    make_storage,
+    mask_url,
+    normalize_storage_url,
+    redact_text,
+    split_password,
+)
 
 log = logging.getLogger("sweep.study")
 DEFAULT_VALIDATE_FN = "sweep.config.validate.validate_train_config"
@@ -44,6 +66,15 @@ class SweepConfigError(ValueError):
 
 class SweepAbortedError(RuntimeError):
     """Too many trials failed (``max_failure_ratio``)."""
+
+
+class DriverStopped(SystemExit):
+    """SIGTERM/SIGHUP reached the driver (scancel, a SLURM time limit, a closed terminal): exit 128+signal
+    after the running trials are cancelled and requeued."""
+
+
+class DriverSupersededError(RuntimeError):
+    """Another driver holds the study now (this one was judged lost): stop without touching its jobs."""
 
 
 @dataclass
@@ -64,7 +95,10 @@ class SweepSettings:
     validate_configs: bool = True
     dedupe: bool = True
     poll_interval_s: float = 0.05
-    assume_foreign_drivers_dead: bool = True
+    assume_foreign_drivers_dead: bool = True  # deprecated, ignored: liveness is by heartbeat (driver_timeout_s)
+    driver_heartbeat_s: float = resume.DEFAULT_HEARTBEAT_S
+    driver_timeout_s: float = resume.DEFAULT_TIMEOUT_S
+    claim_settle_s: float = 0.5
     export_results: bool = True
 
     @classmethod
@@ -91,6 +125,10 @@ class SweepSettings:
             raise SweepConfigError(f"hydra.sweeper.max_failure_ratio={self.max_failure_ratio}: must be in [0, 1]")
         if self.min_finished_before_abort < 1:
             raise SweepConfigError("hydra.sweeper.min_finished_before_abort: must be >= 1")
+        if not 0 < float(self.driver_heartbeat_s) * 3 <= float(self.driver_timeout_s):
+            raise SweepConfigError(f"hydra.sweeper.driver_heartbeat_s={self.driver_heartbeat_s}, driver_timeout_s="
+                                   f"{self.driver_timeout_s}: need 0 < 3 * driver_heartbeat_s <= driver_timeout_s "
+                                   f"(a live driver must never look lost)")
 
 
 @dataclass
@@ -134,6 +172,7 @@ class AskTellSweeper:
         if len(objectives) > 1 and (s.pruner or {}).get("name", "none") not in (None, "none"):
             raise SweepConfigError("hydra.sweeper.pruner: Optuna cannot prune multi-objective studies; "
                                    "use pruner.name=none with several objectives")
+        warn_width_objective(objectives, space)
         if s.validate_configs:
             self.validate_trial_configs(fixed, space)
         return fixed, space, objectives
@@ -163,22 +202,29 @@ class AskTellSweeper:
     def sweep(self, arguments: Sequence[str]) -> optuna.Study:
         assert self.config is not None, "sweeper used before setup()"
         fixed, space, objectives = self.prepare(arguments)
+        sweep_dir = secure_dir(Path(str(self.config.hydra.sweep.dir)).absolute())  # before anything lands there
         study, storage_url = self.open_study(objectives)
-        sampler_cfg = self.settings.sampler or {}
-        n_existing = len(study.get_trials(deepcopy=False))
-        study.sampler = make_sampler(sampler_cfg.get("name", "tpe"), derive_seed(sampler_cfg.get("seed"), n_existing),
-                                     sampler_cfg.get("options"), space, len(objectives))
-        study.set_user_attr("sampler", type(study.sampler).__name__)
-        n_trials = self.capped_n_trials(space)
-        self.launcher = self._instantiate_launcher()
-        sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
-        self._write_sweep_info(sweep_dir, storage_url, study.study_name)
-        loop = _Loop(self, study, storage_url, space, objectives, fixed, n_trials)
+        heartbeat = resume.Heartbeat(lambda: make_storage(storage_url), study.study_name, self.me,
+                                     self.settings.driver_heartbeat_s).start()
         try:
+            sampler_cfg = self.settings.sampler or {}
+            n_existing = len(study.get_trials(deepcopy=False))
+            study.sampler = make_sampler(sampler_cfg.get("name", "tpe"),
+                                         derive_seed(sampler_cfg.get("seed"), n_existing),
+                                         sampler_cfg.get("options"), space, len(objectives))
+            study.set_user_attr("sampler", type(study.sampler).__name__)
+            n_trials = self.capped_n_trials(space)
+            self.launcher = self._instantiate_launcher()
+            self._write_sweep_info(sweep_dir, storage_url, study.study_name)
+            adopted = self.recover_lost(study)
+            loop = _Loop(self, study, storage_url, space, objectives, fixed, n_trials, heartbeat, adopted)
             loop.run()
         finally:
+            heartbeat.stop()
+            if not heartbeat.superseded.is_set():
+                resume.release_study(study, self.me)
             if self.settings.export_results:
-                export_results(study._storage, study.study_name, sweep_dir)
+                _export_quietly(study, sweep_dir)
         return study
 
     def open_study(self, objectives: list[Objective]) -> tuple[optuna.Study, str]:
@@ -191,15 +237,35 @@ class AskTellSweeper:
         wanted = [d.upper() for d in directions(objectives)]
         have = [d.name for d in study.directions]
         if have != wanted:
-            raise SweepConfigError(f"study '{name}' in {storage_url} has directions {have}, the objectives ask for "
-                                   f"{wanted}; use another hydra.sweeper.study_name")
-        resume.claim_study(study, self.me, self.settings.assume_foreign_drivers_dead)
+            raise SweepConfigError(f"study '{name}' in {mask_url(storage_url)} has directions {have}, the "
+                                   f"objectives ask for {wanted}; use another hydra.sweeper.study_name")
+        resume.claim_study(study, self.me, self.settings.driver_timeout_s, self.settings.claim_settle_s)
         study.set_user_attr("objectives", [o.label for o in objectives])
         study.set_user_attr("n_trials", self.settings.n_trials)
-        moves = resume.recover_lost_trials(study, self.me, self.settings.assume_foreign_drivers_dead)
-        for lost, new in moves:
-            log.warning("[sweep] trial %d was RUNNING under a dead driver: failed and requeued as trial %d", lost, new)
+        password = split_password(storage_url)[1]
+        if password:  # workers (pruning reports) connect without it in any file: they inherit it from here
+            os.environ[PASSWORD_ENV] = password
         return study, storage_url
+
+    def recover_lost(self, study: optuna.Study) -> list[tuple[Trial, Any, dict[str, Any]]]:
+        """Trials RUNNING under a lost driver: re-attach to their jobs where they can be found (SLURM; the
+        job goes on or its finished result is told), else fail and requeue them (resumed in the same run dir).
+        Never leaves a second writer: a trial is only requeued when no job of it can still run."""
+        adopted = []
+        for frozen in resume.lost_trials(study, self.me, self.settings.driver_timeout_s):
+            handle = _adopt(frozen.user_attrs)
+            if handle is None:
+                new = resume.requeue(study, frozen)
+                log.warning("[sweep] trial %d was RUNNING under a lost driver: failed and requeued as trial %d",
+                            frozen.number, new)
+                continue
+            previous = frozen.user_attrs.get(resume.DRIVER_ATTR)
+            study._storage.set_trial_user_attr(frozen._trial_id, resume.DRIVER_ATTR, self.me.id)
+            study._storage.set_trial_user_attr(frozen._trial_id, "adopted_from", str(previous))
+            log.warning("[sweep] trial %d: adopted job %s of lost driver %s", frozen.number,
+                        frozen.user_attrs.get("job_id"), previous)
+            adopted.append((Trial(study, frozen._trial_id), handle, dict(frozen.params)))
+        return adopted
 
     def capped_n_trials(self, space: SearchSpace) -> int:
         n = self.settings.n_trials
@@ -215,9 +281,11 @@ class AskTellSweeper:
                                                        task_function=self.task_function, config=self.config)
 
     def _write_sweep_info(self, sweep_dir: Path, storage_url: str, study_name: str) -> None:
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        info = {"storage": storage_url, "study_name": study_name, **self.me.as_attrs()}
+        """``multirun.yaml`` and ``sweep_study.json``, passwords masked (the URL says ``***``: give the password
+        through PGPASSWORD, ~/.pgpass or SWEEP_STORAGE_PASSWORD when reading the study later)."""
+        secure_dir(sweep_dir)
+        (sweep_dir / "multirun.yaml").write_text(redact_text(OmegaConf.to_yaml(self.config)))
+        info = {"storage": mask_url(storage_url), "study_name": study_name, **self.me.as_attrs()}
         (sweep_dir / SWEEP_INFO_FILE).write_text(json.dumps(info, indent=1))
 
 
@@ -225,34 +293,52 @@ class _Loop:
     """The ask -> submit -> poll -> tell loop of one driver run."""
 
     def __init__(self, sweeper: AskTellSweeper, study: optuna.Study, storage_url: str, space: SearchSpace,
-                 objectives: list[Objective], fixed: list[str], n_trials: int) -> None:
+                 objectives: list[Objective], fixed: list[str], n_trials: int,
+                 heartbeat: Optional[resume.Heartbeat] = None,
+                 adopted: Sequence[tuple[Trial, Any, dict[str, Any]]] = ()) -> None:
         self.sweeper, self.settings, self.study = sweeper, sweeper.settings, study
         self.storage_url, self.space, self.objectives, self.fixed = storage_url, space, objectives, fixed
-        self.n_trials, self.launcher = n_trials, sweeper.launcher
-        self.running: dict[int, _Running] = {}
+        self.n_trials, self.launcher, self.heartbeat = n_trials, sweeper.launcher, heartbeat
+        self.running: dict[int, _Running] = {t.number: _Running(t, h, p) for t, h, p in adopted}
         self.labels = [o.label for o in objectives]
         self.finished = resume.finished_params(study.get_trials(deepcopy=False))
         self.budget = n_trials - sum(1 for t in study.get_trials(deepcopy=False)
                                      if resume.is_counted(t) and t.state != TrialState.WAITING)
 
     def run(self) -> None:
-        if self.budget <= 0:
+        if self.budget <= 0 and not self.running:
             log.info("[sweep] study '%s' already has %d trials (n_trials=%d): nothing to run",
                      self.study.study_name, self.n_trials - self.budget, self.n_trials)
             return
+        previous = _install_stop_handlers()
         try:
             if hasattr(self.launcher, "submit_batch"):
                 self._run_async()
             else:
                 self._run_batches()
-        except BaseException:
+        except DriverSupersededError:
+            self.running.clear()  # its jobs belong to the driver that took over
+            raise
+        except BaseException as err:
+            if isinstance(err, (DriverStopped, KeyboardInterrupt)):
+                log.warning("[sweep] driver stopping (%s): cancelling %d running trial(s)",
+                            _stop_name(err), len(self.running))
             self._requeue_running()
             raise
+        finally:
+            _restore_handlers(previous)
+
+    def _check_superseded(self) -> None:
+        if self.heartbeat is not None and self.heartbeat.superseded.is_set():
+            raise DriverSupersededError(
+                f"study '{self.study.study_name}' was taken over by another driver (this one missed its "
+                f"heartbeats for over {self.settings.driver_timeout_s:.0f} s): stopping without touching its jobs")
 
     # --------------------------------------------------------------- async (our launchers)
     def _run_async(self) -> None:
-        self._fill(initial=True)
+        self._fill(initial=not self.running)
         while self.running or self.budget > 0:
+            self._check_superseded()
             self._fill(initial=False)  # a no-op while every slot is busy
             finished = [num for num, r in self.running.items() if r.handle.done()]
             if not finished:
@@ -288,6 +374,8 @@ class _Loop:
         for (trial, params), handle in zip(asked, handles):
             trial.set_user_attr("job_id", str(handle.job_id))
             trial.set_user_attr("run_dir", str(handle.run_dir))
+            for key, value in (getattr(handle, "adoption", None) or {}).items():
+                trial.set_user_attr(key, value)  # what a later driver needs to re-attach to this job
             self.running[trial.number] = _Running(trial, handle, params)
         log.info(progress_line(self.study.get_trials(deepcopy=False), self.study.directions, self.labels,
                                self.n_trials))
@@ -330,12 +418,14 @@ class _Loop:
             # the job reports the objective itself at each monitoring step (RankMe, |alpha - target|, ...)
             objective = self.objectives[0]
             pruner = {**pruner, "objective": {"metric": objective.metric, "target": objective.target}}
-        return TrialContext(self.storage_url, self.study.study_name, trial._trial_id, trial.number, pruner)
+        storage = split_password(self.storage_url)[0]  # the password reaches workers through their environment
+        return TrialContext(storage, self.study.study_name, trial._trial_id, trial.number, pruner)
 
     # --------------------------------------------------------------- batches (foreign launchers)
     def _run_batches(self) -> None:
         """Hydra's batch ``launch``: a barrier per batch of n_jobs (the best a foreign launcher allows)."""
         while self.budget > 0:
+            self._check_superseded()
             asked = [item for item in (self._ask() for _ in range(min(self.settings.n_jobs, self.budget))) if item]
             if not asked:
                 continue
@@ -349,7 +439,20 @@ class _Loop:
 
     # --------------------------------------------------------------- tell
     def _tell(self, run: _Running, outcome: TrialOutcome) -> None:
-        trial = run.trial
+        try:
+            state = self._store_outcome(run.trial, outcome)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another driver took over and settled it already
+            log.warning("[sweep] trial %d was already finished by another driver: not told again", run.trial.number)
+            return
+        if state == TrialState.COMPLETE:
+            self.finished[resume.params_key(run.params)] = self.study._storage.get_trial(run.trial._trial_id)
+        detail = "" if state == TrialState.COMPLETE else f" ({outcome.failure_reason})"
+        log.info("[sweep] trial %d %s%s", run.trial.number, state.name, detail)
+        log.info(progress_line(self.study.get_trials(deepcopy=False), self.study.directions, self.labels,
+                               self.n_trials))
+
+    def _store_outcome(self, trial: Trial, outcome: TrialOutcome) -> TrialState:
+        """Record attrs, then tell; returns the state told."""
         for key, value in _record_attrs(outcome).items():
             trial.set_user_attr(key, value)
         state, values = TrialState.FAIL, None
@@ -364,12 +467,7 @@ class _Loop:
         if state != TrialState.COMPLETE:
             trial.set_user_attr(resume.FAILURE_REASON, outcome.failure_reason or outcome.status)
         self.study.tell(trial, values, state=state)
-        if state == TrialState.COMPLETE:
-            self.finished[resume.params_key(run.params)] = self.study._storage.get_trial(trial._trial_id)
-        detail = "" if state == TrialState.COMPLETE else f" ({outcome.failure_reason})"
-        log.info("[sweep] trial %d %s%s", trial.number, state.name, detail)
-        log.info(progress_line(self.study.get_trials(deepcopy=False), self.study.directions, self.labels,
-                               self.n_trials))
+        return state
 
     def _check_failures(self) -> None:
         trials = [t for t in self.study.get_trials(deepcopy=False) if resume.is_counted(t)]
@@ -407,6 +505,60 @@ class _Loop:
 
 
 # ----------------------------------------------------------------------------- helpers
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
+    for sig in STOP_SIGNALS:  # a second signal must not interrupt the cancel-and-requeue that follows
+        signal.signal(sig, signal.SIG_IGN)
+    raise DriverStopped(128 + signum)
+
+
+def _install_stop_handlers() -> dict[int, Any]:
+    """SIGTERM/SIGHUP -> ``DriverStopped`` (as Ctrl-C -> KeyboardInterrupt), main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _on_stop_signal) for sig in STOP_SIGNALS}
+
+
+def _restore_handlers(previous: Mapping[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _stop_name(err: BaseException) -> str:
+    if isinstance(err, KeyboardInterrupt):
+        return "SIGINT"
+    code = err.code if isinstance(err, SystemExit) and isinstance(err.code, int) else 0
+    try:
+        return signal.Signals(code - 128).name
+    except ValueError:
+        return f"exit {code}"
+
+
+def _adopt(attrs: Mapping[str, Any]) -> Any:
+    """A handle on a lost trial's job when it can still be found, else None (then the trial is requeued)."""
+    if attrs.get("launcher") != "slurm" or not attrs.get("job_folder") or not attrs.get("job_id"):
+        return None
+    from sweep.launch.slurm import adopt_job
+
+    try:
+        return adopt_job(str(attrs["job_folder"]), str(attrs["job_id"]), str(attrs.get("run_dir") or ""))
+    except Exception as err:  # noqa: BLE001 - an unreadable folder: requeue instead (the run dir lock guards)
+        log.warning("[sweep] cannot re-attach to job %s (%s): requeueing its trial", attrs.get("job_id"), err)
+        return None
+
+
+def _export_quietly(study: optuna.Study, sweep_dir: Path) -> None:
+    """trials.parquet/csv at the end; a failure here (a full disk) loses nothing - every trial is in the
+    storage - so it is logged with the command that redoes it, not raised."""
+    try:
+        export_results(study._storage, study.study_name, sweep_dir)
+    except OSError as err:
+        log.error("[sweep] could not write %s/trials.parquet (%s); all trials are in the storage: rerun "
+                  "`sweep results --storage URL --study %s --out %s`", sweep_dir, err, study.study_name, sweep_dir)
+
+
 def fixed_overrides(arguments: Sequence[str]) -> list[str]:
     """Command-line overrides applied to every trial; sweep syntax belongs in the search space."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -417,6 +569,21 @@ def fixed_overrides(arguments: Sequence[str]) -> list[str]:
         raise SweepConfigError(f"sweep override(s) {sweeps} are not supported by hydra/sweeper=sweep_optuna: "
                                f"declare them in hydra.sweeper.search_space (or +search_space=<name>)")
     return [o.input_line for o in parsed]
+
+
+def varied_params(space: SearchSpace) -> list[str]:
+    """Search-space keys that take more than one value (a one-choice categorical is a constant)."""
+    return [p.name for p in space.params if p.type != "categorical" or len(set(p.choices)) > 1]
+
+
+def warn_width_objective(objectives: Sequence[Objective], space: SearchSpace) -> Optional[str]:
+    """Warn (Python warning + log) before anything is submitted when raw RankMe is optimised over a space that
+    varies the embedding width; returns the message, or None when there is nothing to say."""
+    message = width_warning(objectives, varied_params(space))
+    if message is not None:
+        log.warning("[sweep] %s", message)
+        warnings.warn(message, ObjectiveWarning, stacklevel=2)
+    return message
 
 
 def load_validate_fn(path: Optional[str]) -> Optional[Callable[[DictConfig], Any]]:

@@ -1,19 +1,29 @@
 """Atomic save / load of ``checkpoints/last.pt``: model, optimiser, scheduler, epoch, RNG states, history.
 
-Written to a temporary file then renamed, so a job killed mid-write (SLURM preemption) leaves the previous
-checkpoint intact.
+Written to a temporary file unique to the writer then renamed, so a job killed mid-write (SLURM preemption)
+leaves the previous checkpoint intact and two writers never share a temp file. Loaded with
+``torch.load(weights_only=True)``: a checkpoint is data (tensors, numbers, strings, lists, dicts), never code, so
+a planted ``last.pt`` cannot run anything; numpy arrays are stored as tensors for that reason.
 """
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
 
+from sweep.safety import unique_suffix
+
 CHECKPOINT_NAME = "last.pt"
+_NDARRAY = "__ndarray__"  # {"__ndarray__": tensor}: a numpy array, restored as one on load
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is not plain data (or not a checkpoint): refused, never unpickled as code."""
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
@@ -37,16 +47,58 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def to_loadable(value: Any) -> Any:
+    """Plain data that ``torch.load(weights_only=True)`` accepts: numpy arrays -> tagged tensors, numpy
+    scalars -> Python numbers, containers recursively (tuples stay tuples)."""
+    if isinstance(value, np.ndarray):
+        return {_NDARRAY: torch.from_numpy(np.ascontiguousarray(value).copy())}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {k: to_loadable(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(to_loadable(v) for v in value)
+    if isinstance(value, list):
+        return [to_loadable(v) for v in value]
+    return value
+
+
+def from_loadable(value: Any) -> Any:
+    """Inverse of ``to_loadable``."""
+    if isinstance(value, Mapping):
+        if set(value) == {_NDARRAY}:
+            return value[_NDARRAY].numpy()
+        return {k: from_loadable(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(from_loadable(v) for v in value)
+    if isinstance(value, list):
+        return [from_loadable(v) for v in value]
+    return value
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` plus the current RNG states atomically to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({**state, "rng": rng_state()}, tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{unique_suffix()}")
+    try:
+        torch.save(to_loadable({**state, "rng": rng_state()}), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path) -> Optional[dict[str, Any]]:
-    """The saved state on CPU, or None (RNG states must be CPU tensors; load_state_dict moves the rest)."""
+    """The saved state on CPU, or None (RNG states must be CPU tensors; load_state_dict moves the rest).
+    Only plain data loads (``weights_only=True``); anything else raises ``CheckpointError`` naming the file."""
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"resume: {path} is not a plain-data checkpoint ({first[:300]}); it was not "
+                              f"loaded. Delete it to start the run afresh, or set resume=false") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"resume: {path} holds {type(state).__name__}, expected a checkpoint dict")
+    return from_loadable(state)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from sweep.config.schema import MetricsConfig
-from sweep.metrics import MetricInputError, SpectralAccumulator, lidar, monitoring_metrics
+from sweep.metrics import MetricInputError, SpectralAccumulator, lidar, monitoring_metrics, normalized_rankme
 
 Accumulators = tuple[SpectralAccumulator, SpectralAccumulator]  # (backbone, projector)
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -62,9 +62,9 @@ def monitor_row(model: nn.Module, images: torch.Tensor, cfg: MetricsConfig, devi
                 ) -> tuple[dict[str, Any], Optional[np.ndarray], Optional[str]]:
     """One monitoring row, the k-means labels to compare against next time, and a failure reason or None.
 
-    Keys: rankme (projector), alpha / alpha_r2 / stable_rank / participation_ratio / nesum (backbone),
-    rankme_backbone, alpha_projector, silhouette / ami / ami_checkpoint / entropy (backbone), lidar
-    (projector; None when disabled). Non-finite or collapsed embeddings skip the clustering metrics
+    Keys: rankme and rankme_normalized (projector; RankMe / min(N, D)), alpha / alpha_r2 / stable_rank /
+    participation_ratio / nesum (backbone), rankme_backbone, alpha_projector, silhouette / ami / ami_checkpoint /
+    entropy (backbone), lidar (projector; None when disabled). Non-finite or collapsed embeddings skip the clustering metrics
     (k-means on one point is meaningless) and return the reason.
     """
     try:
@@ -86,10 +86,15 @@ def monitor_row(model: nn.Module, images: torch.Tensor, cfg: MetricsConfig, devi
 
 def spectral_row(backbone: SpectralAccumulator, projector: SpectralAccumulator, cfg: MetricsConfig
                  ) -> dict[str, Any]:
-    """Spectral metrics: RankMe on the projector (what the loss shapes), alpha & co. on the backbone."""
+    """Spectral metrics: RankMe on the projector (what the loss shapes), alpha & co. on the backbone.
+
+    ``rankme_normalized`` divides RankMe by its ceiling min(N, D) (N monitoring rows, D projector width), so
+    that a sweep over the projector width does not simply reward the widest projector.
+    """
     window = tuple(cfg.alpha_window)
     bb, pj = backbone.metrics(window), projector.metrics(window)
-    row: dict[str, Any] = {"rankme": pj["rankme"]}
+    row: dict[str, Any] = {"rankme": pj["rankme"],
+                           "rankme_normalized": normalized_rankme(pj["rankme"], projector.n, projector.dim)}
     row.update({k: bb[k] for k in ("alpha", "alpha_r2", "alpha_window_lo", "alpha_window_hi",
                                    "stable_rank", "participation_ratio", "nesum")})
     row.update(rankme_backbone=bb["rankme"], alpha_projector=pj["alpha"])

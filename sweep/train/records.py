@@ -8,8 +8,8 @@ from typing import Any, Optional
 
 import pandas as pd
 
-RECORD_METRIC_KEYS = ("rankme", "alpha", "alpha_r2", "stable_rank", "participation_ratio", "nesum",
-                      "silhouette", "ami", "entropy", "lidar", "loss")
+RECORD_METRIC_KEYS = ("rankme", "rankme_normalized", "alpha", "alpha_r2", "stable_rank", "participation_ratio",
+                      "nesum", "silhouette", "ami", "entropy", "lidar", "loss")
 RESULT_JSON, RESULT_PARQUET, MONITOR_CSV = "result.json", "result.parquet", "monitor.csv"
 
 
