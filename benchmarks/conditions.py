@@ -33,7 +33,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from sweep.selection.evaluate import bootstrap_spearman
+from sweep.selection.evaluate import POOLED, bootstrap_spearman, spearman_table
 
 DATA = Path(__file__).resolve().parent / "data"
 METRICS = ("rankme", "rankme_normalized", "alpha", "abs_alpha_minus_1", "alpha_r2", "rankme_backbone",
@@ -41,11 +41,13 @@ METRICS = ("rankme", "rankme_normalized", "alpha", "abs_alpha_minus_1", "alpha_r
 READOUTS = ("test_accuracy", "fewshot_test_accuracy", "knn_accuracy")
 
 
+def _format_ci(rho: float, low: float, high: float, n: int) -> str:
+    return f"n/a (n={n})" if not np.isfinite(rho) else f"{rho:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
 def _ci(x: np.ndarray, y: np.ndarray, seed: int = 0) -> str:
     ci = bootstrap_spearman(x, y, n_boot=1000, seed=seed)
-    if not np.isfinite(ci.rho):
-        return f"n/a (n={ci.n})"
-    return f"{ci.rho:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}]"
+    return _format_ci(ci.rho, ci.low, ci.high, ci.n)
 
 
 def primary(table: pd.DataFrame) -> pd.DataFrame:
@@ -94,15 +96,15 @@ def seed_noise_section(table: pd.DataFrame) -> pd.DataFrame:
 
 def correlation_section(frame: pd.DataFrame, metrics: Sequence[str], readouts: Sequence[str]) -> pd.DataFrame:
     """Rows metric x readout, one column per method (and pooled for the width-free metrics)."""
-    rows = []
+    parts = []
     for readout in readouts:
-        for metric in metrics:
-            row = {"readout": readout, "metric": metric}
-            for method in _methods(frame):
-                mine = frame[frame["method"] == method]
-                row[method] = _ci(mine[metric].to_numpy(float), mine[readout].to_numpy(float))
-            rows.append(row)
-    return pd.DataFrame(rows)
+        long = spearman_table(frame, metrics, readout, n_boot=1000, seed=0)
+        long = long[long["scope"] != POOLED]
+        text = long.apply(lambda r: _format_ci(r["spearman"], r["ci_low"], r["ci_high"], r["n"]), axis=1)
+        wide = long.assign(text=text).pivot(index="metric", columns="scope", values="text")
+        parts.append(wide.reindex(list(metrics)).reset_index().assign(readout=readout))
+    table = pd.concat(parts, ignore_index=True)
+    return table[["readout", "metric", *_methods(frame)]]
 
 
 def epoch_section(curves: pd.DataFrame, table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:

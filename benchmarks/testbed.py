@@ -165,7 +165,8 @@ class IntermediateReadouts:
     """The train loop's reporter hook: reads out the backbone at chosen epochs, never stops the run."""
 
     def __init__(self, trial: Any, epochs: Sequence[int]) -> None:
-        self.trial, self.epochs, self.values = trial, set(epochs), {}  # type: dict[str, float]
+        self.trial, self.epochs = trial, set(epochs)
+        self.values: dict[str, float] = {}
 
     def report_metrics(self, row: dict[str, Any], epoch: int) -> None:
         if epoch in self.epochs and epoch < self.trial.cfg.epochs:
@@ -218,22 +219,11 @@ def run_trial(spec: TrialSpec, base: Sequence[str], work: Path) -> dict[str, Any
                            "epochs_completed": trial.progress.epoch, **hook.values}
     last = trial.progress.history[-1] if trial.progress.history else {}
     row.update({k: last.get(k) for k in CURVE_METRICS})
-    row["monitor_rows"] = int(trial.images["monitor"].shape[0])
     if reason is None:
         feats, labels = backbone_features(trial)
         row.update(readouts(feats, labels, trial.cfg, full=True))
     row.update(train_s=train_s, total_s=time.perf_counter() - t0)
     row["curve"] = [{"epoch": h["epoch"], **{k: h.get(k) for k in CURVE_METRICS}} for h in trial.progress.history]
-    return with_normalized_rankme(row)
-
-
-def with_normalized_rankme(row: dict[str, Any]) -> dict[str, Any]:
-    """``rankme_normalized = rankme / min(N, D)`` (N monitoring rows, D projector width) where the train job's
-    row lacks it: raw RankMe's ceiling grows with the width, the normalised one compares widths."""
-    ceiling = min(int(row["monitor_rows"]), int(row["params"]["out_dim"]))
-    for point in [row, *row["curve"]]:
-        if point.get("rankme_normalized") is None and point.get("rankme") is not None:
-            point["rankme_normalized"] = float(point["rankme"]) / ceiling
     return row
 
 

@@ -203,7 +203,8 @@ def _alpha_rankme_plus2(trials: pd.DataFrame, readout: Readout, order: Sequence[
 
 
 def _calibrated_plus2(trials: pd.DataFrame, readout: Readout, order: Sequence[int]) -> SelectionResult:
-    """calibrated_rank with the target budget ceil(log2 N) + 2 per method (N of that method)."""
+    """calibrated_rank with the target budget ceil(log2 N) + 2 per method, N of the largest method (the
+    policy takes one budget for every method; the testbed's methods are equally large)."""
     groups = method_groups(usable_trials(trials), "method")
     budget = max((sweep_budget(len(g)) for g in groups), default=1)
     return calibrated_rank(trials, readout, order, budget=budget, policy="calibrated_rank+2")
@@ -269,19 +270,28 @@ def oracle_choice(usable: Sequence[int], val: Mapping[int, float]) -> Optional[i
     return min(finite)[1] if finite else None
 
 
+def prefix_choices(order: Sequence[int], val: Mapping[int, float]) -> list[Optional[int]]:
+    """The config chosen by validation (ties: smaller id) after reading the first b configs of ``order``,
+    b = 1..len(order); None while nothing finite was read."""
+    chosen: list[Optional[int]] = []
+    best: Optional[tuple[float, int]] = None
+    for trial in order:
+        v = val.get(trial, math.nan)
+        if math.isfinite(v) and (best is None or (-v, trial) < best):
+            best = (-v, trial)
+        chosen.append(None if best is None else best[1])
+    return chosen
+
+
 def prefix_regrets(
     order: Sequence[int], val: Mapping[int, float], test: Mapping[int, float], oracle_test: float
 ) -> np.ndarray:
     """Regret (points) after reading the first b configs of ``order``, b = 0..len(order), choosing by
     validation (ties: smaller id); +inf while nothing finite was read."""
     out = np.full(len(order) + 1, math.inf)
-    best: Optional[tuple[float, int]] = None
-    for i, trial in enumerate(order):
-        v = val.get(trial, math.nan)
-        if math.isfinite(v) and (best is None or (-v, trial) < best):
-            best = (-v, trial)
-        if best is not None:
-            out[i + 1] = _regret(oracle_test, test.get(best[1], math.nan))
+    for i, trial in enumerate(prefix_choices(order, val)):
+        if trial is not None:
+            out[i + 1] = _regret(oracle_test, test.get(trial, math.nan))
     return out
 
 

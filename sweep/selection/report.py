@@ -27,7 +27,9 @@ from scipy import stats  # noqa: E402
 from sweep.config.schema import SelectionConfig  # noqa: E402
 from sweep.selection.evaluate import (  # noqa: E402
     evaluate_scopes,
+    oracle_choice,
     policy_specs,
+    prefix_choices,
     spearman_table,
 )
 from sweep.selection.pipeline import TableReadout  # noqa: E402
@@ -236,17 +238,12 @@ def _budget_orders(frame: pd.DataFrame) -> dict[str, list[int]]:
 def _regret_at_budgets(
     order: Sequence[int], val: dict[int, float], test: dict[int, float], best: float
 ) -> np.ndarray:
-    """Regret after reading the first b configs of ``order`` (chosen by validation), b = 1..len(order)."""
+    """Regret (a fraction) after reading the first b configs of ``order`` (chosen by validation),
+    b = 1..len(order); NaN while nothing finite was read."""
     regrets = np.full(len(order), math.nan)
-    best_trial, best_val = None, -math.inf
-    for i, trial in enumerate(order):
-        v = val.get(trial, math.nan)
-        if math.isfinite(v) and (
-            best_trial is None or v > best_val or (v == best_val and trial < best_trial)
-        ):
-            best_trial, best_val = trial, v
-        if best_trial is not None:
-            regrets[i] = best - test.get(best_trial, math.nan)
+    for i, trial in enumerate(prefix_choices(order, val)):
+        if trial is not None:
+            regrets[i] = best - test.get(trial, math.nan)
     return regrets
 
 
@@ -259,7 +256,7 @@ def budget_curve(
     frame = usable_trials(merged_table(trials, readouts))
     val = TableReadout(readouts, cfg.selection_column).values
     test = TableReadout(readouts, cfg.report_column).values
-    oracle_trial = _oracle_trial(val, frame)
+    oracle_trial = oracle_choice(frame["trial"].astype(int), val)
     best = test.get(oracle_trial, math.nan) if oracle_trial is not None else math.nan
     curves = {name: _regret_at_budgets(o, val, test, best) for name, o in _budget_orders(frame).items()}
     randoms = [
@@ -273,11 +270,6 @@ def budget_curve(
         for b, r in enumerate(c)
     ]
     return pd.DataFrame(rows, columns=["strategy", "budget", "regret"])
-
-
-def _oracle_trial(val: dict[int, float], frame: pd.DataFrame) -> Optional[int]:
-    finite = [(-val[t], t) for t in frame["trial"].astype(int) if math.isfinite(val.get(t, math.nan))]
-    return min(finite)[1] if finite else None
 
 
 # ----------------------------------------------------------------------------- monitoring

@@ -38,6 +38,7 @@ from sweep.selection.policies import (
     rankme_topk,
     usable_trials,
 )
+from sweep.selection.evaluate import oracle_choice
 from sweep.study.objectives import Objective
 
 PrunerFactory = Callable[[], optuna.pruners.BasePruner]
@@ -239,10 +240,9 @@ def _readout(table: pd.DataFrame, column: str) -> Callable[[int], float]:
 def oracle_test(table: pd.DataFrame, cols: SelectionColumns) -> float:
     """Test accuracy of the trial with the best validation accuracy among all usable trials (ties: smaller id)."""
     good = usable_trials(table, [cols.val, cols.test])
-    if good.empty:
-        return math.nan
-    best = good.assign(_neg=-good[cols.val].astype(float)).sort_values(["_neg", "trial"], kind="stable").iloc[0]
-    return float(best[cols.test])
+    val = dict(zip(good["trial"].astype(int), good[cols.val].astype(float), strict=True))
+    chosen = oracle_choice(list(val), val)
+    return math.nan if chosen is None else float(good.loc[good["trial"].astype(int) == chosen, cols.test].iloc[0])
 
 
 def regret_points(table: pd.DataFrame, chosen: Optional[int], oracle: float, cols: SelectionColumns) -> float:
