@@ -298,8 +298,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     base = [*PRESETS[args.preset], *(QUICK_OVERRIDES if args.quick else []), *args.override]
-    work = Path(args.work_dir).resolve()
-    work.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from sweep.safety import secure_dir
+
+    # the resume log is read back into the table: a folder another user could write (e.g. a /tmp default planted
+    # in advance) is refused, not trusted
+    work = secure_dir(Path(args.work_dir).resolve())
     settings = _settings_key(args, base)
     key_path = work / "settings.json"
     if key_path.exists() and json.loads(key_path.read_text()) != settings:

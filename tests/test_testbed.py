@@ -109,3 +109,16 @@ def test_draws_match_the_testbed_search_space_file() -> None:
                 param = space[names[key]]
                 if param.type != "categorical":
                     assert param.low <= value <= param.high, (key, value)
+
+
+def test_work_dir_another_user_could_write_is_refused(tmp_path: Path) -> None:
+    """The resume log is read back into the stored table, so a shared folder must not feed it."""
+    from sweep.safety import UnsafeFolderError
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    args = testbed.argparse.Namespace(preset="mnist5k", quick=True, override=[], work_dir=shared, methods=["simclr"],
+                                      configs=1, seed_configs=0, extra_seeds=0, seed=0, workers=1)
+    with pytest.raises(UnsafeFolderError):
+        testbed.run(args)
