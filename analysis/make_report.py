@@ -5,7 +5,9 @@
 
 Trials come from the Optuna storage (``sweep.study.results.trials_dataframe``) or, with ``--trials``, from
 an exported CSV/parquet table; readouts from ``<sweep-dir>/readouts/trial_<n>.json`` (run them first with
-``sweep.selection.run_readouts`` / ``sweep select``). Prints the path of the HTML report.
+``sweep.selection.run_readouts`` / ``sweep select``). Prints what each policy chose (the report's headline, in
+words and points), then the path of the HTML report. Usable trials whose readout is missing or failed are
+listed in the report, with the reason.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Optional
 import pandas as pd
 
 from sweep.config.schema import SelectionConfig
+from sweep.selection.pipeline import readout_problems
 from sweep.selection.readouts import load_readouts
-from sweep.selection.report import build_report
+from sweep.selection.report import build_report, policy_summary
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -70,13 +73,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
         tolerance=args.tolerance,
         seed=args.seed,
     )
+    trials = load_trials(args)
     path = build_report(
-        load_trials(args),
+        trials,
         load_readouts(args.sweep_dir),
         args.out,
         cfg,
         title=f"Label-free selection: {args.study or args.trials}",
+        readout_problems=readout_problems(trials, args.sweep_dir),
     )
+    print(policy_summary(pd.read_csv(args.out / "tables" / "policies.csv")))  # what the report holds
     print(path)
     return path
 

@@ -5,7 +5,7 @@
         --target 1.0 | --objective <metric> --direction minimize] [--pruners median successive_halving none]
         [--orders 100] [--seed 0] [--policy alpha_rankme] [--csv out.csv] [--quick]
 
-Replays each Optuna pruner on the STORED per-epoch curves (``sweep.study.replay``; nothing is trained): per method
+Replays each Optuna pruner on the STORED per-epoch curves (``sweep.selection.replay``; nothing is trained): per method
 (each method is its own study, RankMe being comparable only within a method) and over >= 100 seeded random visiting
 orders, an in-memory study asks each trial, reports the objective at every stored epoch, stops when
 ``should_prune()`` says so. Printed per pruner x method (``all`` = methods summed: epochs added, selection on the
@@ -31,7 +31,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from sweep.study.objectives import ObjectiveError, parse_objectives
-from sweep.study.replay import (
+from sweep.selection.replay import (
     ALL_METHODS,
     SELECTION_RULES,
     ReplayError,

@@ -180,7 +180,7 @@ class IntermediateReadouts:
 def _compose(overrides: Sequence[str], run_dir: Path) -> Any:
     from omegaconf import OmegaConf
 
-    from sweep.config import validate_train_config
+    from sweep.train.validate import validate_train_config
     from sweep.config.compose import compose_train_config
 
     cfg = compose_train_config(list(overrides), run_dir=str(run_dir))

@@ -25,6 +25,27 @@ def _add_study_args(parser: argparse.ArgumentParser, required: bool = True) -> N
     parser.add_argument("--study", required=required, help="study name")
 
 
+def _launcher_kind(name: str) -> str:
+    """argparse type: a kind registered in ``sweep.launch.LAUNCHERS`` (looked up only when the flag is given)."""
+    from sweep.launch import LAUNCHERS
+
+    try:
+        return LAUNCHERS.check(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _launcher_plugin(name: str) -> str:
+    """argparse type: the Hydra launcher option of a registered kind (``sweep_local``)."""
+    from sweep.launch import LAUNCHERS
+    from sweep.registry import unknown_name_message
+
+    plugins = [kind.plugin for _, kind in LAUNCHERS.items()]
+    if name not in plugins:
+        raise argparse.ArgumentTypeError(unknown_name_message("launcher plugin", name, plugins))
+    return name
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from sweep.selection.table import add_table_arguments  # here, not at import: `sweep train` stays light
 
@@ -37,7 +58,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--jobs", type=int, default=2, help="trials run in parallel")
     demo.add_argument("--size", choices=("default", "tiny"), default="default",
                       help="'tiny' is the seconds-long variant the tests use")
-    demo.add_argument("--launcher", choices=("sweep_local", "sweep_inprocess"), default="sweep_local")
+    demo.add_argument("--launcher", type=_launcher_plugin, default="sweep_local")
 
     sub.add_parser("train", help="one training run; arguments are Hydra overrides", add_help=False)
 
@@ -55,8 +76,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     "table of runs trained anywhere (--table FILE: it already holds the readouts).")
     _add_study_args(select, required=False)
     select.add_argument("--sweep-dir", type=Path, default=None,
-                        help="the sweep's folder (readouts are stored here)")
-    select.add_argument("--launcher", choices=("inprocess", "local", "slurm"), default=None,
+                        help="the sweep's folder (readouts are stored here; default: the one the study recorded)")
+    select.add_argument("--launcher", type=_launcher_kind, default=None,
                         help="where readout jobs run (default: local)")
     select.add_argument("--out", type=Path, default=None,
                         help="report folder (default: <sweep-dir>/report, "
@@ -77,13 +98,20 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="trial numbers (default: every completed trial)")
     risk.add_argument("--reference-epochs", type=int, default=None,
                       help="epochs of the supervised reference (default: the trial's epochs)")
-    risk.add_argument("--launcher", choices=("inprocess", "local", "slurm"), default="local")
+    risk.add_argument("--launcher", type=_launcher_kind, default="local")
     risk.add_argument("--jobs", type=int, default=None,
                       help="jobs in flight at once (default: one job per reference and per trial)")
     return parser
 
 
 def _run_train(argv: Sequence[str]) -> int:
+    from sweep.config.suggest import override_problems
+
+    problems = override_problems(argv)
+    if problems:
+        for problem in problems:
+            print(f"sweep train: {problem}", file=sys.stderr)
+        return 2
     from sweep.train.job import main as train_main
 
     sys.argv = ["sweep-train", *argv]
@@ -96,10 +124,12 @@ def _run_results(args: argparse.Namespace) -> int:
 
     if args.out is None:
         frame = trials_dataframe(args.storage, args.study)
-        print(frame.to_string(index=False))
+        print(frame.to_string(index=False) if len(frame) else f"study {args.study!r} has no trials yet")
+        print(f"next: save it with --out trials.parquet, or {_select_command(args.storage, args.study)}")
     else:
-        for path in export_results(args.storage, args.study, args.out).values():
-            print(path)
+        for kind, path in export_results(args.storage, args.study, args.out).items():
+            print(f"{kind}: {path}")
+        print(f"next: {_select_command(args.storage, args.study)}")
     return 0
 
 
@@ -107,7 +137,16 @@ def _run_progress(args: argparse.Namespace) -> int:
     from sweep.study.results import progress_line
 
     print(progress_line(args.storage, args.study))
+    print(f"next: {_select_command(args.storage, args.study)}")
     return 0
+
+
+def _select_command(storage: str, study: str) -> str:
+    """The `sweep select` line for this study, with the sweep dir its driver recorded (when it did)."""
+    from sweep.study.results import load_study
+
+    sweep_dir = load_study(storage, study).user_attrs.get("sweep_dir") or "SWEEP_DIR"
+    return _study_command("select", storage, study, sweep_dir)
 
 
 STUDY_FLAGS = ("storage", "study", "sweep_dir", "launcher", "jobs")
@@ -123,27 +162,49 @@ def _check_select_mode(args: argparse.Namespace) -> None:
         parser.error(f"--table cannot be combined with {', '.join(study_given)}: give either a metrics table "
                      "or a study (--storage, --study, --sweep-dir)")
     if args.table is None:
-        needed = ("storage", "study", "sweep_dir")
+        needed = ("storage", "study")  # --sweep-dir defaults to the one the sweep's driver recorded
         missing = ["--" + f.replace("_", "-") for f in needed if getattr(args, f) is None]
         if missing:
             parser.error(f"the following arguments are required: {', '.join(missing)} (or give --table FILE "
                          "to select from a metrics table)")
+        if args.sweep_dir is None:
+            args.sweep_dir = _recorded_sweep_dir(args.storage, args.study, parser)
         table_only = explicit_table_flags(args)
         if table_only:
             parser.error(f"{', '.join(table_only)} only apply with --table FILE")
+
+
+def _recorded_sweep_dir(storage: str, study: str, parser: argparse.ArgumentParser) -> Path:
+    """The sweep dir the study's driver recorded (sweeps started before it recorded one need --sweep-dir)."""
+    from sweep.study.results import load_study
+
+    recorded = load_study(storage, study).user_attrs.get("sweep_dir")
+    if not recorded:
+        parser.error(f"study {study!r} does not record its sweep dir: give --sweep-dir DIR (the sweep's "
+                     "hydra.sweep.dir)")
+    return Path(recorded)
 
 
 def _run_select(args: argparse.Namespace) -> int:
     _check_select_mode(args)
     if args.table is not None:
         return _run_select_table(args)
-    from sweep.demo import select_and_report
+    from sweep.selection.pipeline import select_and_report
 
     launcher = args.launcher or "local"
     jobs = args.jobs or (os.cpu_count() if launcher == "local" else None)  # local: no more than the cores
     report = select_and_report(args.storage, args.study, args.sweep_dir, launcher, args.out, jobs)  # prints notes
-    print(f"report: {report}")
+    print(f"report: {report}\ntables: {report.parent / 'tables'}")
+    print("next: open the report; for the risk decomposition of these trials run\n"
+          f"  {_study_command('risk', args.storage, args.study, args.sweep_dir)}")
     return 0
+
+
+def _study_command(verb: str, storage: str, study: str, sweep_dir: Path | str) -> str:
+    """``sweep <verb> --storage ... --study ... --sweep-dir ...``, quoted for a shell."""
+    import shlex
+
+    return f"sweep {verb} " + shlex.join(["--storage", storage, "--study", study, "--sweep-dir", str(sweep_dir)])
 
 
 def _run_select_table(args: argparse.Namespace) -> int:
@@ -192,7 +253,7 @@ def _table_flags_for_benchmark(args: argparse.Namespace) -> list[str]:
 def _run_risk(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from sweep.demo import readout_executor
+    from sweep.launch import make_executor
     from sweep.selection.risk import load_risks, risk_table, run_risk, write_risk_table
     from sweep.study.results import trials_dataframe
 
@@ -200,7 +261,7 @@ def _run_risk(args: argparse.Namespace) -> int:
         raise SystemExit(f"sweep risk: --reference-epochs={args.reference_epochs} is not allowed; "
                          "use an integer >= 1")
     trials = trials_dataframe(args.storage, args.study)
-    executor = readout_executor(args.launcher, Path(args.sweep_dir) / ".risk_jobs")
+    executor = make_executor({"kind": args.launcher}, Path(args.sweep_dir) / ".risk_jobs")
     frame = run_risk(trials, args.sweep_dir, executor, args.trials, args.reference_epochs,
                      max_parallel=args.jobs)
     if frame.empty:
@@ -212,16 +273,25 @@ def _run_risk(args: argparse.Namespace) -> int:
         print(risk_table(frame).iloc[:, :7].to_string(index=False))
     for _, row in frame[frame["status"] != "completed"].iterrows():
         print(f"trial {row['trial']} failed: {row['error']}")
-    for path in write_risk_table(load_risks(args.sweep_dir), args.sweep_dir).values():  # every stored trial
-        print(path)
+    for kind, path in write_risk_table(load_risks(args.sweep_dir), args.sweep_dir).items():  # every stored trial
+        print(f"{kind}: {path}")
+    print(f"records: {Path(args.sweep_dir) / 'risk'}/trial_<n>.json\n"
+          "next: the report shows the decomposition once these records exist:\n"
+          f"  {_study_command('select', args.storage, args.study, args.sweep_dir)}")
     return 0 if (frame["status"] == "completed").all() else 1
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from sweep.demo import run_demo
 
+    from sweep.demo import STUDY_NAME, storage_url
+
     report = run_demo(args.out, n_trials=args.trials, n_jobs=args.jobs, size=args.size, launcher=args.launcher)
-    print(f"report: {report}")
+    out = Path(args.out).resolve()
+    print(f"report: {report}\ntables: {report.parent / 'tables'}\n"
+          f"next: open the report in a browser; the risk decomposition of these trials:\n"
+          f"  {_study_command('risk', storage_url(out), STUDY_NAME, out / 'sweep')}\n"
+          "  your own sweep: README, 'Everyday use' (sweep train -m ...)")
     return 0
 
 
@@ -232,7 +302,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _build_parser().parse_args(argv)
     handlers = {"results": _run_results, "progress": _run_progress, "select": _run_select, "demo": _run_demo,
                 "risk": _run_risk}
-    return handlers[args.command](args)
+    from sweep.study.storage import StorageError, StudyNotFoundError
+
+    try:
+        return handlers[args.command](args)
+    except (StudyNotFoundError, StorageError) as err:  # a mistyped --storage / --study: one line, no traceback
+        print(f"sweep {args.command}: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

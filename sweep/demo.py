@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import pandas as pd
-
-from sweep.config.schema import ReadoutConfig, SelectionConfig
+from sweep.launch import kind_of_plugin
+from sweep.selection.pipeline import select_and_report
 
 STUDY_NAME = "demo"
 DEMO_PRESETS: dict[str, dict[str, Any]] = {
@@ -58,46 +57,6 @@ def run_sweep(out_dir: Path, **kwargs: Any) -> None:
         raise SystemExit(f"sweep demo: the sweep exited with status {finished.returncode} (see its output above)")
 
 
-def readout_executor(launcher: str, folder: Path) -> Any:
-    """A submitit executor of the given launcher kind, for readout jobs."""
-    from sweep.launch import make_executor
-
-    return make_executor({"kind": launcher}, folder)
-
-
-def select_and_report(storage: str, study_name: str, sweep_dir: Path, launcher: str = "local",
-                      out: Optional[Path] = None, max_parallel: Optional[int] = None) -> Path:
-    """Read out every completed trial (the oracle needs them all; each policy reports how many it used),
-    then build the comparison report."""
-    from sweep.selection.pipeline import run_readouts
-    from sweep.selection.report import build_report, policy_table
-    from sweep.selection.risk import load_risks
-    from sweep.study.results import trials_dataframe
-
-    sweep_dir = Path(sweep_dir)
-    trials = trials_dataframe(storage, study_name)
-    executor = readout_executor(launcher, sweep_dir / ".readout_jobs")
-    readouts = run_readouts(trials, sweep_dir, executor, ReadoutConfig(), max_parallel=max_parallel)
-    cfg = SelectionConfig()
-    print_policy_summary(policy_table(trials, readouts, cfg))
-    risk = load_risks(sweep_dir)  # only what `sweep risk` stored: the demo never computes it
-    return build_report(trials, readouts, out or sweep_dir / "report", cfg,
-                        title=f"Label-free selection: study {study_name!r}", risk=risk if len(risk) else None,
-                        readout_problems=readouts.attrs.get("readout_problems"))
-
-
-def print_policy_summary(policies: pd.DataFrame) -> None:
-    """The headline table on stdout: what each policy chose, at what readout cost and regret."""
-    columns = [c for c in ("policy", "readouts_used", "chosen_trial", "test_accuracy", "regret", "p_within_tol",
-                           "mean_readouts_over_orders") if c in policies.columns]
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
-        print(policies[columns].to_string(index=False), flush=True)
-    from sweep.selection.report import policy_notes
-
-    for note in policy_notes(policies):  # why a policy read or chose nothing
-        print(f"note: {note}", flush=True)
-
-
 def run_demo(out_dir: Path, n_trials: Optional[int] = None, n_jobs: int = 2, size: str = "default",
              launcher: str = "sweep_local") -> Path:
     """The README's first command: a small label-free sweep with the testbed's settings (mnist5k), then selection
@@ -105,6 +64,6 @@ def run_demo(out_dir: Path, n_trials: Optional[int] = None, n_jobs: int = 2, siz
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     run_sweep(out_dir, size=size, n_trials=n_trials, n_jobs=n_jobs, launcher=launcher)
-    readout_kind = "inprocess" if launcher == "sweep_inprocess" else "local"
+    readout_kind = kind_of_plugin(launcher)  # readouts run where the trials ran
     return select_and_report(storage_url(out_dir), STUDY_NAME, out_dir / "sweep", readout_kind,
                              out_dir / "report", max_parallel=n_jobs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -19,6 +20,14 @@ from typing import Any
 KEY_ENV = "SWEEP_WORKER_KEY"  # hex key of the driver that started this worker (local launcher)
 _MAGIC = b"sweep-hmac-sha256\n"
 _DRIVER_KEY: bytes | None = None
+MASK = "***"
+# scheme://user:password@ in a URL or anywhere in a text (a YAML file, an error message)
+CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^:/@\s'\"]*:)(?P<password>[^@\s'\"]+)(?P<at>@)")
+
+
+def redact_text(text: str) -> str:
+    """Every ``scheme://user:password@`` in ``text`` with the password masked (files, messages, payloads)."""
+    return CREDENTIALS.sub(lambda m: f"{m.group('head')}{MASK}{m.group('at')}", text)
 
 
 class UnsafeFolderError(PermissionError):

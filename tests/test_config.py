@@ -9,15 +9,11 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from sweep.config import (
-    ConfigError,
-    compose_train_config,
-    conf_dir,
-    config_problems,
-    schema,
-    validate_train_config,
-)
+from sweep.config import ConfigError, compose_train_config, conf_dir, schema
 from sweep.config.store import register_configs
+from sweep.data import DATASETS
+from sweep.ssl.methods import METHODS
+from sweep.train.validate import config_problems, validate_train_config
 
 GROUPS = ("method", "backbone", "data", "augment", "optim", "metrics", "readout")
 NEEDS = {("data", "image_folder"): ["data.root=/nonexistent/images"]}  # required (???) fields per option
@@ -43,11 +39,10 @@ def test_conf_dir_is_the_checkout_tree() -> None:
 
 
 def test_tree_has_the_specified_options() -> None:
-    assert set(schema.METHOD_NAMES) <= set(_options("method"))
+    assert set(METHODS.names()) <= set(_options("method"))
     assert {"mlp", "small_cnn", "resnet18", "resnet50"} <= set(_options("backbone"))
     assert {"digits", "cifar10", "cifar100", "stl10", "image_folder"} <= set(_options("data"))
-    datamod = pytest.importorskip("sweep.data")
-    assert set(datamod.DATASET_NAMES) <= set(_options("data"))  # every loader has a YAML option
+    assert set(DATASETS.names()) <= set(_options("data"))  # every loader has a YAML option
     assert {"digits", "cifar", "none"} <= set(_options("augment"))
     assert {"tiny", "demo", "demo_tiny", "demo_simclr", "demo_barlow", "cifar10_resnet18"} <= set(EXPERIMENTS)
 
@@ -55,7 +50,8 @@ def test_tree_has_the_specified_options() -> None:
 def test_every_schema_is_registered() -> None:
     register_configs()
     repo = ConfigStore.instance().repo
-    assert {f"_schema_{m}.yaml" for m in schema.METHOD_NAMES} <= set(repo["method"])
+    assert {f"_schema_{m}.yaml" for m in METHODS.names()} <= set(repo["method"])
+    assert set(schema.METHOD_SCHEMAS) == set(METHODS.names())  # every method has its config schema
     for group in schema.GROUP_SCHEMAS:
         assert "_schema.yaml" in repo[group]
 

@@ -111,7 +111,7 @@ def test_trial_job_requeues_itself_with_the_same_payload(tmp_path: Path) -> None
 def test_make_executor_kinds(tmp_path: Path) -> None:
     assert launcher_kind({"_target_": "hydra_plugins.sweep_plugins.sweep_launchers.LocalLauncher"}) == "local"
     assert launcher_kind({"kind": "slurm"}) == "slurm"
-    with pytest.raises(ValueError, match=r"allowed values are \('inprocess', 'local', 'slurm'\)"):
+    with pytest.raises(ValueError, match=r"allowed values are \['inprocess', 'local', 'slurm'\]"):
         launcher_kind({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"})
     slurm = make_executor({"kind": "slurm", "partition": "gpu", "timeout_min": 20}, tmp_path / "s")
     assert slurm.cluster == "slurm"

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from sweep.study.objectives import ObjectiveError, directions, objective_values, parse_objectives
-from sweep.study.outcome import FAILED, PRUNED, outcome_from_exit, outcome_from_return
+from sweep.launch.outcome import FAILED, PRUNED, outcome_from_exit, outcome_from_return
 
 
 def test_rankme_maximised_alpha_target_minimised() -> None:

@@ -1,4 +1,4 @@
-"""Pruner replay on stored curves (sweep.study.replay) and the benchmarks/pruning.py CLI, on hand-made data with
+"""Pruner replay on stored curves (sweep.selection.replay) and the benchmarks/pruning.py CLI, on hand-made data with
 known answers; nothing here needs benchmarks/data/*.parquet."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from sweep.study.objectives import parse_objectives
-from sweep.study.replay import (
+from sweep.selection.replay import (
     ALL_METHODS,
     COMPLETE,
     FAIL,

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from sweep.launch.worker import EXIT_UNTRUSTED, RESULT_FILE
 from sweep.safety import UnsafeFolderError, UntrustedPickleError, secure_dir, sign, unpickle_signed, verify
 from sweep.study.journal import JournalCorruptError, check_and_repair, scan
-from sweep.study.outcome import outcome_from_exception, outcome_from_exit
+from sweep.launch.outcome import outcome_from_exception, outcome_from_exit
 from sweep.study.resume import is_counted
 from sweep.study.storage import make_storage, mask_url, redact_text, split_password, with_password
 from sweep.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -423,3 +423,39 @@ def test_one_writer_per_run_dir(tmp_path: Path) -> None:
         RunDirLock(tmp_path).acquire(wait_s=0.3)
     first.release()
     RunDirLock(tmp_path).acquire(wait_s=0).release()
+
+
+@pytest.mark.parametrize(("env", "secondary"), [
+    ({}, False), ({"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}, False),
+    ({"SLURM_NTASKS": "4", "SLURM_PROCID": "0"}, False), ({"SLURM_NTASKS": "4", "SLURM_PROCID": "3"}, True),
+    ({"SLURM_NTASKS": "x", "SLURM_PROCID": "1"}, False),
+])
+def test_only_task_zero_of_a_multi_task_trial_is_its_writer(env: dict, secondary: bool) -> None:
+    from sweep.launch.trial import is_secondary_task
+
+    assert is_secondary_task(env) is secondary
+
+
+def test_secondary_task_runs_without_the_writer_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 1 of a DDP trial on SLURM must not wait for rank 0's lock (it would time out), nor write a record."""
+    from types import SimpleNamespace
+
+    from hydra.core.utils import JobStatus
+
+    from sweep.launch import trial as trial_module
+
+    monkeypatch.setenv("SWEEP_RUN_DIR_WAIT_S", "0.2")
+    monkeypatch.setattr(trial_module, "trial_run_dir", lambda config: str(tmp_path))
+    monkeypatch.setattr("hydra.core.utils.run_job", lambda **kw: SimpleNamespace(
+        status=JobStatus.COMPLETED, return_value={"status": "completed", "rankme": 2.0}))
+    payload = trial_module.TrialPayload(hydra_context=None, task_function=lambda cfg: None, config=None)
+    held = trial_module.RunDirLock(tmp_path).acquire()  # rank 0 holds it for the whole trial
+    try:
+        monkeypatch.setenv("SLURM_NTASKS", "2")
+        monkeypatch.setenv("SLURM_PROCID", "1")
+        outcome = trial_module.execute_trial(payload)
+        assert outcome.status == "completed" and not (tmp_path / "result.json").exists()
+        monkeypatch.setenv("SLURM_PROCID", "0")  # rank 0's own lock is what a second writer would meet
+        assert "still being written" in (trial_module.execute_trial(payload).failure_reason or "")
+    finally:
+        held.release()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import re
@@ -18,9 +19,14 @@ from sweep.selection.policies import adaptive_alpha_window
 from sweep.selection.report import (
     budget_curve,
     build_report,
+    chosen_by,
+    describe_config,
+    failures_table,
     load_monitoring,
     metric_correlations,
+    policy_summary,
     policy_table,
+    random_b_regrets,
     random_orders,
 )
 
@@ -82,10 +88,8 @@ def test_policy_table_regret_by_hand() -> None:
     # batch 10 >= N: the adaptive window reads everything in its first batch = the oracle
     assert table.loc["adaptive_alpha_window", "readouts_used"] == 7
     assert table.loc["adaptive_alpha_window", "p_within_tol"] == pytest.approx(1.0)
-    assert json.loads(table.loc["oracle", "chosen_params"]) == {
-        "method": "simclr",
-        "lr": pytest.approx(0.003),
-    }
+    assert table.loc["oracle", "chosen_params"] == "SimCLR, lr 0.003"  # readable, 3 significant digits
+    assert table.loc["oracle", "regret_pts"] == pytest.approx(0.0)
 
 
 def test_policy_table_regret_when_policy_misses() -> None:
@@ -216,7 +220,9 @@ def test_make_report_script_from_exported_trials(tmp_path: Path, capsys: pytest.
             "5",
         ]
     )
-    assert path.is_file() and str(path) in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert path.is_file() and str(path) in out
+    assert "oracle chose trial 2 (SimCLR, lr 0.003) after 7 of 7 readouts" in out  # the headline, in words
     policies = pd.read_csv(tmp_path / "out" / "tables" / "policies.csv").set_index("policy")
     assert policies.loc["oracle", "chosen_trial"] == 2 and policies.loc["oracle", "readouts_used"] == 7
     with pytest.raises(SystemExit):
@@ -238,3 +244,144 @@ def test_report_of_a_running_study_without_readouts(tmp_path: Path) -> None:
     path = build_report(trials, pd.DataFrame(columns=READOUT_COLUMNS), tmp_path, SelectionConfig(n_orders=3))
     policies = pd.read_csv(tmp_path / "tables" / "policies.csv")
     assert path.is_file() and policies["readouts_used"].eq(0).all() and policies["chosen_trial"].isna().all()
+
+
+# ----------------------------------------------------------------------------- what a reader sees
+def _random_b_by_enumeration(
+    ids: list[int], val: dict[int, float], test: dict[int, float], best: float
+) -> list[float]:
+    """Mean regret over every visiting order of reading the first b and choosing by validation (ties: smaller
+    id); orders whose first b have no finite validation readout are skipped."""
+    means = []
+    for b in range(1, len(ids) + 1):
+        regrets = []
+        for order in itertools.permutations(ids):
+            read = [t for t in order[:b] if math.isfinite(val.get(t, math.nan))]
+            if read:
+                chosen = min(read, key=lambda t: (-val[t], t))
+                regrets.append(best - test[chosen])
+        means.append(np.mean(regrets) if regrets else math.nan)
+    return means
+
+
+def test_random_b_regret_is_the_exact_expectation_over_orders() -> None:
+    ids = list(range(7))
+    val, test = dict(enumerate(VAL[:7])), dict(enumerate(TEST[:7]))
+    got = random_b_regrets(ids, val, test, 0.80)
+    assert np.allclose(got, _random_b_by_enumeration(ids, val, test, 0.80))
+    assert got[0] == pytest.approx(np.mean([0.80 - t for t in TEST[:7]])) and got[-1] == pytest.approx(0.0)
+    # a usable config without a validation readout is read but never chosen; reading only it chooses nothing
+    del val[2]
+    got = random_b_regrets(ids, val, test, 0.86)
+    assert np.allclose(got, _random_b_by_enumeration(ids, val, test, 0.86))
+
+
+def test_budget_curve_random_is_the_exact_expectation() -> None:
+    trials, readouts = make_frames()
+    rnd = budget_curve(trials, readouts).query("strategy == 'random'")["regret"].to_numpy()
+    assert np.allclose(rnd, _random_b_by_enumeration(list(range(7)), dict(enumerate(VAL[:7])),
+                                                     dict(enumerate(TEST[:7])), 0.80))
+
+
+def test_policy_table_random_b_column_matches_its_readouts() -> None:
+    trials, readouts = make_frames()
+    table = policy_table(trials, readouts, SelectionConfig(n_orders=3)).set_index("policy")
+    curve = random_b_regrets(list(range(7)), dict(enumerate(VAL[:7])), dict(enumerate(TEST[:7])), 0.80)
+    row = table.loc["alpha_band"]  # 3 readouts
+    assert row["random_b_regret_pts"] == pytest.approx(100 * curve[2])
+    assert str(table["chosen_trial"].dtype) == "Int64"
+
+
+def test_describe_config_only_the_parameters_that_apply_rounded() -> None:
+    trials = pd.DataFrame({"trial": [0, 1], "method": ["simclr", "barlow_twins"],
+                           "params_method": ["simclr", "barlow_twins"],
+                           "params_optim.lr": [0.00043971234567891234, 0.1],
+                           "params_method.temperature": [0.12345678, math.nan],
+                           "params_method.lambd": [math.nan, 0.005],
+                           "params_method.projector.out_dim": [32.0, 128.0]})
+    assert describe_config(trials, 0) == "SimCLR, lr 0.00044, temperature 0.123, out_dim 32"
+    assert describe_config(trials, 1.0) == "Barlow Twins, lr 0.1, lambd 0.005, out_dim 128"
+    assert describe_config(trials, None) == "" and describe_config(trials, 9) == ""
+    table = pd.DataFrame({"trial": [3], "method": ["vicreg"], "lr": [2e-3], "lambd": [math.nan], "seed": [0]})
+    assert describe_config(table, 3) == "VICReg, lr 0.002"  # a metrics table: known hyperparameter names
+
+
+def _lines(text: str) -> dict[str, str]:
+    return {line.split()[0]: line.strip() for line in text.splitlines()[1:-1]}
+
+
+def test_policy_summary_says_what_each_policy_chose_in_points() -> None:
+    trials, readouts = make_frames()
+    table = policy_table(trials, readouts, SelectionConfig(alpha_band=[1.1, 1.7], n_orders=3))
+    text = policy_summary(table)
+    lines = _lines(text)
+    assert lines["oracle"].startswith("oracle chose trial 2 (SimCLR, lr 0.003) after 7 of 7 readouts: "
+                                      "test accuracy 80.0%")
+    # band [1.1, 1.7] reads trials 3 and 5, chooses 5 (test 0.86 > the oracle's 0.80 on test)
+    assert lines["alpha_band"].startswith("alpha_band chose trial 5 (BYOL, lr 0.006) after 2 of 7 readouts: "
+                                          "test accuracy 86.0%, 6.0 points above the oracle (it chose by "
+                                          "validation")
+    curve = random_b_regrets(list(range(7)), dict(enumerate(VAL[:7])), dict(enumerate(TEST[:7])), 0.80)
+    expected = f"2 random readouts: {100 * curve[1]:.1f} points below the oracle on average"
+    assert lines["alpha_band"].endswith(expected)
+    assert "points of test accuracy" not in text and "in points" in text.splitlines()[-1]
+    assert not re.search(r"trial \d+\.\d", text)  # integer ids
+    # read back from the CSV (ids as floats, NaN notes) it says the same
+    with_csv = table.astype({"chosen_trial": float})
+    assert policy_summary(with_csv) == text
+
+
+def test_policy_summary_says_why_a_policy_chose_nothing() -> None:
+    trials, readouts = make_frames()
+    table = policy_table(trials, readouts, SelectionConfig(alpha_band=[3.0, 4.0], n_orders=3))
+    line = _lines(policy_summary(table))["alpha_band"]
+    note = table.set_index("policy").loc["alpha_band", "note"]
+    assert note.endswith("read nothing: all 7 usable alphas lie in [0.50, 2.50]")
+    assert line == f"alpha_band chose nothing after 0 of 7 readouts; note: {note}"
+
+
+def test_failures_table_lists_failed_trials_and_readouts_with_reasons() -> None:
+    trials, readouts = make_frames()
+    trials["failure_reason"] = [None] * 7 + ["NaN loss at epoch 3"]
+    readouts.loc[readouts["trial"] == 4, "status"] = "failed"
+    readouts["error"] = [None] * 4 + ["probe diverged", None, None]
+    failures = failures_table(trials, readouts)
+    assert failures.to_dict("records") == [
+        {"trial": 4, "what": "readout", "state": "failed", "reason": "probe diverged"},
+        {"trial": 7, "what": "trial", "state": "FAIL", "reason": "NaN loss at epoch 3"},
+    ]
+    no_reason = failures_table(trials.drop(columns="failure_reason"), readouts)
+    assert no_reason.loc[1, "reason"] == "no reason recorded"
+
+
+def test_report_reads_in_one_minute(tmp_path: Path) -> None:
+    """Headline first, definitions, titled and captioned figures, small-n warnings, failures with reasons,
+    settings as a table and links to the tables."""
+    trials, readouts = make_frames(tmp_path)
+    trials["failure_reason"] = [None] * 7 + ["NaN loss at epoch 3"]
+    cfg = SelectionConfig(n_orders=5)
+    text = build_report(trials, readouts, tmp_path / "report", cfg, n_boot=50).read_text()
+    h2 = re.findall(r"<h2>([^<]+)</h2>", text)
+    assert h2[:3] == ["What each policy chose", "Definitions", "Policies vs oracle"]
+    assert "<li>oracle chose trial 2 (SimCLR, lr 0.003) after 7 of 7 readouts" in text
+    assert "7 usable configs of 8 trials; 1 trial failed (listed below)." in text
+    for term in ("readout", "oracle", "regret (points)", "random-b baseline", "p_within_tol"):
+        assert f"<dt>{term}</dt>" in text
+    titles = re.findall(r"<figure><h3>([^<]+)</h3>", text)
+    assert len(titles) == 3 and all(len(t) > 15 for t in titles)
+    captions = re.findall(r"<figcaption>([^<]+)</figcaption>", text)
+    assert len(captions) == 3 and not any(c.endswith(".png") for c in captions)
+    assert "below 0" in text  # the budget caption explains a negative regret
+    assert '<td class="warn">n = 3 &lt; 10: unreliable</td>' in text  # byol has 3 usable configs
+    assert "NaN loss at epoch 3" in text and "<h2>Failed trials and readouts</h2>" in text
+    assert '"batch_size":' not in text and "<th>batch_size</th><td>10</td>" in text
+    for name in ("policies", "correlations", "failures", "trials"):
+        assert f'<a href="tables/{name}.csv">' in text
+        assert (tmp_path / "report" / "tables" / f"{name}.csv").is_file()
+    assert not re.search(r"<td>\d+\.0000</td>", text)  # no ids or counts printed as 1.0000
+
+
+def test_chosen_configs_to_mark() -> None:
+    policies = pd.DataFrame({"policy": ["a", "b", "oracle", "none"],
+                             "chosen_trial": [3.0, 5.0, 3.0, math.nan]})
+    assert chosen_by(policies) == {3: ["a", "oracle"], 5: ["b"]}

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from sweep.config import compose_train_config
 from sweep.config.schema import RiskConfig, SelectionConfig
 from sweep.readout import risk_decomposition
-from sweep.readout.reference import (
+from sweep.train.reference import (
     ReferenceError,
     load_reference,
     reference_dir,
@@ -283,7 +283,7 @@ def test_sweep_risk_rejects_bad_epochs_and_says_when_nothing_is_done(tmp_path: P
 @pytest.mark.slow
 def test_sweep_risk_command_on_a_tiny_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sweep.cli import main
-    from sweep.demo import select_and_report
+    from sweep.selection.pipeline import select_and_report
 
     storage, sweep_dir = f"sqlite:///{tmp_path / 't.db'}", tmp_path / "sweep"
     # `sweep train -m ...` runs sweep.train.job; called as a module here (`python -m sweep.cli` would put

@@ -136,7 +136,7 @@ def test_shipped_spaces_compose_and_validate_for_every_combination(name: str) ->
     pytest.importorskip("sweep.config.validate")
     from omegaconf import OmegaConf
 
-    from sweep.config.validate import validate_train_config
+    from sweep.train.validate import validate_train_config
 
     raw = OmegaConf.to_container(_compose_train(["hydra/sweeper=sweep_optuna", f"+search_space={name}"])
                                  .hydra.sweeper.search_space)

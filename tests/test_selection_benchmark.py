@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.selection.policies import POLICY_NAMES
+from sweep.selection.policies import POLICIES
 
 _SPEC = importlib.util.spec_from_file_location(
     "bench_selection", Path(__file__).parents[1] / "benchmarks" / "selection.py"
@@ -92,7 +92,7 @@ def test_target_ignores_reference_rows_and_reports_not_met() -> None:
 def test_main_quick_runs_every_policy_and_reports_target(capsys: pytest.CaptureFixture[str]) -> None:
     table = bench.main(["--quick"])
     assert set(table["n"]) == {16, 64}
-    expected = set(POLICY_NAMES) | {"alpha_rankme+2", "noise_free_top"}
+    expected = set(POLICIES) | {"alpha_rankme+2", "noise_free_top"}
     assert set(table["policy"]) == expected
     assert (table.loc[table["policy"] == "oracle", "p_ge99_oracle"] == 1.0).all()
     rows = table.set_index(["n", "policy"])
@@ -132,7 +132,7 @@ def test_table_mode_prints_correlations_policies_and_verdicts(
     assert lines[-2] in verdicts[-1:] and f"per-policy table: {csv}" in out
     written = pd.read_csv(csv)
     assert len(written) == len(table) and set(written["scope"]) == {"barlow_twins", "simclr", "vicreg", "pooled"}
-    assert {"alpha_rankme+2", "rankme_topk+2", "calibrated_rank+2", *POLICY_NAMES} == set(written["policy"])
+    assert {"alpha_rankme+2", "rankme_topk+2", "calibrated_rank+2", *POLICIES} == set(written["policy"])
     per_method = table[table["scope"] == "simclr"].set_index("policy")
     assert per_method.loc["oracle", "readouts_max"] == 9  # trial 4 (simclr, repeat 0) failed
     assert per_method.loc["rankme_topk", "regret_mean_pts"] == 0.0

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from sweep.selection.policies import (
-    POLICY_NAMES,
+    POLICIES,
     CountingReadout,
     SelectionError,
     adaptive_alpha_window,
@@ -289,9 +289,36 @@ def test_alpha_rankme_errors_name_the_field() -> None:
 
 def test_run_policies_includes_every_named_policy() -> None:
     frame, acc = table(ONE_ALPHA, ONE_ACC, rankme=ONE_RANKME)
-    assert tuple(r.policy for r in run_policies(frame, acc.__getitem__)) == POLICY_NAMES
+    assert tuple(r.policy for r in run_policies(frame, acc.__getitem__)) == tuple(POLICIES.names())
     no_rankme = run_policies(frame.drop(columns="rankme"), acc.__getitem__)
     assert [r.policy for r in no_rankme] == ["adaptive_alpha_window", "alpha_band", "calibrated_rank", "oracle"]
+
+
+def test_a_registered_policy_runs_everywhere_policies_run() -> None:
+    """docs/ARCHITECTURE.md "add a policy": one function plus ``@register_policy``; run_policies (sweep select,
+    the report) and the evaluation's specs pick it up, and it is skipped on a table without its columns."""
+    from sweep.selection import CountingReadout, register_policy
+    from sweep.selection.evaluate import policy_specs
+
+    @register_policy("lowest_rankme", needs=("rankme",))
+    def lowest_rankme(trials, readout, order, settings):  # type: ignore[no-untyped-def]
+        counter = CountingReadout(readout)
+        good = usable_trials(trials, ["rankme"])
+        if not good.empty:
+            counter(int(good.sort_values(["rankme", "trial"])["trial"].iloc[0]))
+        return counter.result("lowest_rankme")
+
+    try:
+        frame, acc = table(ONE_ALPHA, ONE_ACC, rankme=ONE_RANKME)
+        results = {r.policy: r for r in run_policies(frame, acc.__getitem__)}
+        assert results["lowest_rankme"].readouts_used == 1
+        assert "lowest_rankme" in {s.name for s in policy_specs()}
+        assert "lowest_rankme" not in {r.policy for r in run_policies(frame.drop(columns="rankme"), acc.__getitem__)}
+        with pytest.raises(ValueError, match="registered twice"):
+            register_policy("lowest_rankme")(lambda t, r, o, s: lowest_rankme(t, r, o, s))
+    finally:
+        POLICIES.unregister("lowest_rankme")
+    assert "lowest_rankme" not in POLICIES
 
 
 # ----------------------------------------------------------------------------- calibrated ranking

@@ -174,7 +174,7 @@ def test_select_table_errors_exit_nonzero_with_the_reason(tmp_path: Path) -> Non
 def test_select_modes_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
     cases = [
         (["select", "--table", "t.csv", "--storage", "sqlite:///x.db"], "--table cannot be combined with --storage"),
-        (["select"], "required: --storage, --study, --sweep-dir (or give --table FILE"),
+        (["select"], "required: --storage, --study (or give --table FILE"),
         (["select", "--storage", "s", "--study", "x", "--sweep-dir", "d", "--query", "repeat == 0"],
          "--query only apply with --table"),
     ]
@@ -186,7 +186,7 @@ def test_select_modes_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_study_mode_summary_prints_the_notes(capsys: pytest.CaptureFixture[str]) -> None:
     """`sweep select` (study mode) and `sweep demo` print the headline table, then why a policy read nothing."""
-    from sweep.demo import print_policy_summary
+    from sweep.selection.pipeline import print_policy_summary
 
     note = "alpha_band [0.8, 1.2] read nothing: all 3 usable alphas lie in [1.40, 2.03]"
     print_policy_summary(pd.DataFrame({"policy": ["alpha_band", "oracle"], "readouts_used": [0, 3],

@@ -398,3 +398,24 @@ def test_sigterm_to_the_driver_cancels_its_slurm_jobs(slurm_cluster, tmp_path: P
     assert len(counted) == 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in counted)
     assert all(t.user_attrs["failure_reason"].startswith("driver lost: requeued as trial ")
                for t in trials if not is_counted(t))
+
+
+@pytest.mark.slow
+def test_two_task_ddp_trial_through_the_sweep_slurm_launcher(slurm_cluster, tmp_path: Path) -> None:
+    """hydra.launcher.tasks_per_node=2: one trial = one SLURM job of 2 tasks training one model under DDP
+    (gloo on CPU here); task 0 holds the run dir and writes the record, task 1 does not wait for its lock."""
+    storage = f"sqlite:///{tmp_path / 'ddp.db'}"
+    cmd = [sys.executable, "-m", "sweep.cli", "train", "-m", "experiment=tiny", "hydra/sweeper=sweep_optuna",
+           "+search_space=tiny", "hydra/launcher=sweep_slurm", "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=1",
+           f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=ddp", f"hydra.sweep.dir={tmp_path / 'sw'}",
+           f"hydra.launcher.partition={slurm_cluster.partition}", "hydra.launcher.tasks_per_node=2",
+           "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10", "device=cpu"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=400,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "SWEEP_RUN_DIR_WAIT_S": "30"})
+    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    from sweep.study.storage import make_storage
+
+    (trial,) = optuna.load_study(study_name="ddp", storage=make_storage(storage)).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs.get("failure_reason")
+    record = json.loads(Path(trial.user_attrs["record_path"]).read_text())
+    assert record["status"] == "completed" and record["world_size"] == 2

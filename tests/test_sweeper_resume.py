@@ -66,6 +66,9 @@ def test_kill_9_driver_then_rerun(tmp_path: Path) -> None:
         lost = by_number[orphan.number]
         assert lost.state == TrialState.FAIL
         reason = lost.user_attrs["failure_reason"]
+        if "job_id" not in orphan.user_attrs:  # killed between ask and submit: params may be partial
+            assert reason.startswith("driver lost before submission") and not is_counted(lost)
+            continue
         assert reason.startswith("driver lost: requeued as trial ")
         requeued = by_number[int(reason.rsplit(" ", 1)[1])]
         assert requeued.params == orphan.params and requeued.state == TrialState.COMPLETE

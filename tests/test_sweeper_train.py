@@ -26,7 +26,7 @@ def _run(tmp_path: Path, *overrides: str, timeout: float = 400) -> subprocess.Co
 def test_bad_value_rejected_by_train_validator_before_any_job(tmp_path: Path) -> None:
     proc = _run(tmp_path, "hydra/sweeper=rankme", "+search_space=tiny", "optim.weight_decay=-1.0", timeout=120)
     assert proc.returncode != 0
-    assert "rejected by sweep.config.validate.validate_train_config" in proc.stderr
+    assert "rejected by sweep.train.validate.validate_train_config" in proc.stderr
     assert "optim.weight_decay=-1.0" in proc.stderr
     assert not (tmp_path / "study.db").exists() and not (tmp_path / "out" / ".submitted").exists()
 

@@ -47,7 +47,7 @@ def test_validate_fn_loading() -> None:
         load_validate_fn("no_such_module.check")
     with pytest.raises(SweepConfigError, match="has no callable 'nope'"):
         load_validate_fn("math.nope")
-    assert DEFAULT_VALIDATE_FN == "sweep.config.validate.validate_train_config"
+    assert DEFAULT_VALIDATE_FN == "sweep.train.validate.validate_train_config"
 
 
 def test_derive_seed_changes_with_history_only() -> None:

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -258,6 +259,27 @@ def test_tiny_run_writes_every_output(job: Any, tmp_path: Path) -> None:
     assert sizes == {"train": 202, "val": 50, "test": 120}  # (300 - 48) * 0.8 / 0.2; test capped at 120
     assert np.load(record["features"]["test"]["projector"]).shape == (120, 32)
     assert set(record["timings"]) >= {"total_s", "train_s", "metrics_s"}
+
+
+def test_run_prints_its_dir_progress_and_a_probe_command_that_runs(
+    job: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWEEP_PROGRESS", "1")  # captured stderr is no TTY: force the bar on
+    _run(job, tmp_path, "run", [])
+    out, err = capsys.readouterr()
+    run_dir = (tmp_path / "run").resolve()
+    assert out.splitlines()[0] == f"sweep train: run dir {run_dir}"
+    assert "sweep train: completed after 2 epoch(s)" in out and str(run_dir / "result.json") in out
+    assert "epochs: 100%" in err and "rankme=" in err  # the bar, with RankMe in its postfix
+    command = out.strip().splitlines()[-1].strip()
+    assert command.startswith("python -c ")
+    argv = shlex.split(command)
+    probe = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    assert probe.returncode == 0 and "ProbeResult(val_accuracy=" in probe.stdout, probe.stderr[-2000:]
+    monkeypatch.setenv("SWEEP_PROGRESS", "0")
+    _run(job, tmp_path, "quiet", [])
+    assert "epochs:" not in capsys.readouterr().err
 
 
 def test_lidar_is_monitored_when_enabled(job: Any, tmp_path: Path) -> None:

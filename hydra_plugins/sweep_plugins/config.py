@@ -5,49 +5,14 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-
-@dataclass
-class SamplerConf:
-    name: str = "tpe"  # tpe | random | grid | cmaes | nsgaii
-    seed: Optional[int] = None
-    options: dict[str, Any] = field(default_factory=dict)  # passed to the Optuna sampler's constructor
+from sweep.config.sweeper import SweepSettings
 
 
 @dataclass
-class PrunerConf:
-    name: str = "none"  # none | median | percentile | successive_halving | hyperband | threshold
-    options: dict[str, Any] = field(default_factory=dict)
+class SweepOptunaSweeperConf(SweepSettings):
+    """The sweeper's one schema (``sweep.config.sweeper.SweepSettings``: fields and defaults) plus its target."""
 
-
-@dataclass
-class ObjectiveConf:
-    metric: str = "rankme"  # a key of the result record's "metrics"
-    direction: Optional[str] = None  # maximize | minimize; None: maximize, or minimize when target is set
-    target: Optional[float] = None  # minimise |metric - target| (alpha-ReQ: target 1.0)
-
-
-@dataclass
-class SweepOptunaSweeperConf:
     _target_: str = "hydra_plugins.sweep_plugins.sweep_optuna_sweeper.SweepOptunaSweeper"
-    study_name: Optional[str] = None  # None: the Hydra job name
-    storage: Optional[str] = None  # None: sqlite <cwd>/.sweep/optuna.db | journal:///path | postgresql://...
-    sampler: SamplerConf = field(default_factory=SamplerConf)
-    objectives: list[ObjectiveConf] = field(default_factory=lambda: [ObjectiveConf()])
-    n_trials: int = 20  # TOTAL for the study: a re-run tops up to this number
-    n_jobs: int = 1  # trials kept in flight
-    max_failure_ratio: float = 0.5  # abort when failed/finished exceeds this ...
-    min_finished_before_abort: int = 5  # ... once this many trials have finished
-    pruner: PrunerConf = field(default_factory=PrunerConf)
-    search_space: dict[str, Any] = field(default_factory=dict)  # or +search_space=<name> (conf/search_space/)
-    validate_fn: Optional[str] = "sweep.config.validate.validate_train_config"  # checks each composed config
-    validate_configs: bool = True  # compose every categorical combination before submitting anything
-    dedupe: bool = True  # a proposal equal to a COMPLETE trial reuses its result instead of running again
-    poll_interval_s: float = 0.05
-    assume_foreign_drivers_dead: bool = True  # deprecated, ignored: a driver is alive while its heartbeat is
-    driver_heartbeat_s: float = 10.0  # the driver refreshes its heartbeat in the storage this often ...
-    driver_timeout_s: float = 60.0  # ... and counts as lost (its jobs adopted or requeued) after this long without
-    claim_settle_s: float = 0.5  # two drivers starting at once: the claim is re-read after this, one steps back
-    export_results: bool = True  # trials.parquet + trials.csv in the sweep dir at the end
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """``hydra/launcher=sweep_inprocess|sweep_local|sweep_slurm``: Hydra launchers that also ``submit`` single trials.
 
-Thin fronts (Hydra only instantiates classes defined under hydra_plugins); the implementations in sweep.launch
-are imported in ``setup``, so plugin discovery stays cheap."""
-import importlib
+Thin fronts (Hydra only instantiates classes defined under hydra_plugins); the implementation of ``kind`` is
+looked up in ``sweep.launch.LAUNCHERS`` in ``setup``, so plugin discovery stays cheap. ``SweepLauncher`` serves any
+registered kind named by its ``kind`` parameter (``conf/hydra/launcher/<name>.yaml``: ``_target_`` and ``kind``)."""
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from hydra.core.utils import JobReturn
@@ -14,7 +14,7 @@ from hydra_plugins.sweep_plugins import config  # noqa: F401 - registers the con
 
 
 class _TrialLauncherFront(Launcher):
-    _impl_path = ""  # "module:Class" of the implementation
+    kind = ""  # the implementation's name in sweep.launch.LAUNCHERS
 
     def __init__(self, **params: Any) -> None:
         self.params = {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) or
@@ -22,8 +22,9 @@ class _TrialLauncherFront(Launcher):
         self.impl: Optional[Any] = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: Callable[[Any], Any], config: DictConfig) -> None:
-        module, cls = self._impl_path.split(":")
-        self.impl = getattr(importlib.import_module(module), cls)(**self.params)
+        from sweep.launch import LAUNCHERS
+
+        self.impl = LAUNCHERS.get(self.kind).launcher(**self.params)
         self.impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -42,13 +43,21 @@ class _TrialLauncherFront(Launcher):
         return self.impl
 
 
+class SweepLauncher(_TrialLauncherFront):
+    """Any registered kind: ``kind`` picks it, the other parameters go to its launcher."""
+
+    def __init__(self, kind: str, **params: Any) -> None:
+        super().__init__(**params)
+        self.kind = kind
+
+
 class InProcessLauncher(_TrialLauncherFront):
-    _impl_path = "sweep.launch.inprocess:InProcessLauncher"
+    kind = "inprocess"
 
 
 class LocalLauncher(_TrialLauncherFront):
-    _impl_path = "sweep.launch.local:LocalLauncher"
+    kind = "local"
 
 
 class SlurmLauncher(_TrialLauncherFront):
-    _impl_path = "sweep.launch.slurm:SlurmLauncher"
+    kind = "slurm"

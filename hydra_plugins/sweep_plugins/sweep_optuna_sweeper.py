@@ -17,7 +17,8 @@ class SweepOptunaSweeper(Sweeper):
         ``storage`` resolve only once the run's HydraConfig is set."""
         from hydra.core.hydra_config import HydraConfig
 
-        from sweep.study.sweeper import AskTellSweeper, SweepSettings
+        from sweep.config.sweeper import SweepSettings
+        from sweep.study.sweeper import AskTellSweeper
 
         HydraConfig.instance().set_config(config)
         self._impl = AskTellSweeper(SweepSettings.from_config(config.hydra.sweeper))

@@ -2,7 +2,7 @@
 
 YAML files under ``conf/`` pick a schema (``defaults: [<group>/_schema_<name>]``) and
 override only what differs; Hydra validates types against these dataclasses, and
-:func:`sweep.config.validate.validate_train_config` checks value ranges before any job runs.
+:func:`sweep.train.validate.validate_train_config` checks value ranges before any job runs.
 """
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-METHOD_NAMES = ("simclr", "barlow_twins", "vicreg", "simsiam", "mocov2", "byol")
-BACKBONE_NAMES = ("mlp", "small_cnn", "resnet18", "resnet50")
-DATA_NAMES = ("digits", "cifar10", "cifar100", "stl10", "image_folder", "mnist5k", "shapes")  # helpers may add offline sets
-OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "lars")
+# The names a config may use are the registries' entries, next to the implementations (sweep.ssl.methods.METHODS,
+# sweep.ssl.backbones.BACKBONES, sweep.data.DATASETS, sweep.train.optim.OPTIMIZERS); a method's config schema is
+# registered here in METHOD_SCHEMAS.
 
 
 # ----------------------------------------------------------------------------- method
@@ -103,6 +102,11 @@ class DataConfig:
     max_train_samples: Optional[int] = None  # subsample for quick runs
     max_test_samples: Optional[int] = None
     split_seed: int = 0
+    num_workers: int = 0  # DataLoader processes decoding file sets (image_folder) per batch; 0 = in the job
+    unlabeled: bool = False  # stl10: add unlabeled_X.bin's 100k images to the SSL split (never to readouts)
+    classes_file: Optional[str] = None  # image_folder: keep only the class folders listed (e.g. ImageNet-100)
+    test_dir: str = "test"  # image_folder: folder of the held-out split under root (ImageNet: val)
+    cache_dir: Optional[str] = None  # image_folder: decode once into uint8 .npy files here, memory-mapped after
 
 
 # ----------------------------------------------------------------------------- augmentations
@@ -208,6 +212,10 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs
     resume: bool = True
     save_features: bool = True
+    precision: str = "auto"  # auto (bf16 autocast on CUDA with bf16, else fp32) | fp32 | bf16
+    channels_last: bool = False  # NHWC memory format for conv backbones (faster convs on tensor cores)
+    compile: bool = False  # torch.compile the training step's forward + loss
+    distributed: str = "auto"  # auto: DDP when started by torchrun or as several SLURM tasks | off
 
 
 # Schema of each non-method config group (the method group uses METHOD_SCHEMAS by name).

@@ -5,21 +5,31 @@ but make no sense (negative learning rates, probabilities above 1, unknown names
 the config only -- nothing is built or run -- so the sweeper can call it on every trial before submitting.
 Every problem found is listed in one :class:`ConfigError`, each naming the field path, the value and what
 is allowed.
+
+The names a config may use (methods, backbones, data sets, optimisers) are not known here: they are the entries
+of the registries next to the implementations, in higher layers. The caller passes them in (``names``);
+:func:`sweep.train.validate.validate_train_config` is the full check with every registry's names.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from sweep.config import schema
+from sweep.registry import unknown_name_message
+
+# groups whose ``name`` picks a registry entry -> what an entry is called in messages
+NAMED_GROUPS = {"method": "method", "backbone": "backbone", "data": "dataset", "optim": "optimizer"}
 
 SCHEDULERS = ("cosine", "constant")
 READOUT_FEATURES = ("backbone", "projector")
 RISK_LOSSES = ("error", "log_loss")
+PRECISIONS = ("auto", "fp32", "bf16")  # train job autocast; auto = bf16 on a CUDA device that supports it
+DISTRIBUTED_MODES = ("auto", "off")  # train job: DDP when torchrun / several SLURM tasks started it, or never
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICE_NAMES = "auto, cpu, mps, cuda or cuda:N"
 _MISSING = object()
@@ -36,8 +46,9 @@ class ConfigError(ValueError):
 class _Checker:
     """Collects problems while reading fields by dotted path."""
 
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, cfg: DictConfig, names: Mapping[str, Sequence[str]]) -> None:
         self.cfg = cfg
+        self.names = names
         self.problems: list[str] = []
 
     def get(self, path: str) -> Any:
@@ -103,17 +114,16 @@ def _int_list(lo: int, min_len: int) -> Callable[[Any], bool]:
 
 
 # ----------------------------------------------------------------------------- groups
-def _known_data_names() -> tuple[str, ...]:
-    """Schema names plus any extra offline set the data package registers (``sweep.data.DATASET_NAMES``)."""
-    try:
-        from sweep.data import DATASET_NAMES  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
-        return schema.DATA_NAMES
-    return tuple(dict.fromkeys([*schema.DATA_NAMES, *DATASET_NAMES]))
+def _check_name(c: _Checker, group: str) -> None:
+    """``<group>.name`` must be a registered name; the message suggests the closest one."""
+    allowed = list(c.names[group])
+    value = c.get(f"{group}.name")
+    if value is not _MISSING and value not in allowed:
+        c.problems.append(unknown_name_message(NAMED_GROUPS[group], value, allowed, f"{group}.name"))
 
 
 def _check_method(c: _Checker) -> None:
-    c.check("method.name", _one_of(schema.METHOD_NAMES), f"one of {list(schema.METHOD_NAMES)}")
+    _check_name(c, "method")
     c.check("method.projector.hidden_dims", _int_list(1, 0), "a list of ints >= 1")
     c.check("method.projector.out_dim", _int_at_least(2), "an int >= 2 (spectral metrics need D >= 2)")
     c.check("method.temperature", _positive, "a float > 0")
@@ -127,20 +137,29 @@ def _check_method(c: _Checker) -> None:
 
 
 def _check_backbone(c: _Checker) -> None:
-    c.check("backbone.name", _one_of(schema.BACKBONE_NAMES), f"one of {list(schema.BACKBONE_NAMES)}")
+    _check_name(c, "backbone")
     c.check("backbone.hidden_dims", _int_list(1, 1), "a non-empty list of ints >= 1")
     c.check("backbone.width", _int_at_least(1), "an int >= 1")
 
 
 def _check_data(c: _Checker) -> None:
-    names = _known_data_names()
-    c.check("data.name", _one_of(names), f"one of {list(names)}")
+    _check_name(c, "data")
     c.check("data.image_size", _int_at_least(1), "None or an int >= 1", optional=True)
     c.check("data.val_fraction", lambda v: _finite(v) and 0.0 < v < 1.0, "a float in (0, 1)")
     c.check("data.monitor_size", _int_at_least(2), "an int >= 2")
     c.check("data.max_train_samples", _int_at_least(1), "None or an int >= 1", optional=True)
     c.check("data.max_test_samples", _int_at_least(1), "None or an int >= 1", optional=True)
     c.check("data.split_seed", _int_at_least(0), "an int >= 0")
+    c.check("data.num_workers", _int_at_least(0), "an int >= 0")
+    c.check("data.unlabeled", lambda v: isinstance(v, bool), "true or false")
+    if c.get("data.unlabeled") is True and c.get("data.name") != "stl10":
+        c.fail("data.unlabeled", True, "true only with data.name='stl10' (its unlabeled_X.bin), else false")
+    c.check("data.classes_file", lambda v: isinstance(v, str) and v != "", "None or a file path", optional=True)
+    if c.get("data.classes_file") not in (None, _MISSING) and c.get("data.name") != "image_folder":
+        c.fail("data.classes_file", c.get("data.classes_file"), "None unless data.name='image_folder'")
+    c.check("data.cache_dir", lambda v: isinstance(v, str) and v != "", "None or a directory path", optional=True)
+    c.check("data.test_dir", lambda v: isinstance(v, str) and v not in ("", ".", "..") and "/" not in v,
+            "a folder name under data.root (e.g. 'test', 'val')")
     if c.get("data.name") == "image_folder":
         c.check("data.root", lambda v: isinstance(v, str) and v != "",
                 "a directory path (required for image_folder)")
@@ -157,15 +176,8 @@ def _check_augment(c: _Checker) -> None:
     c.check("augment.noise_std", _non_negative, "a float >= 0")
 
 
-def _implemented_optimizers() -> tuple[str, ...]:
-    from sweep.train.optim import OPTIMIZERS
-
-    return tuple(n for n in schema.OPTIMIZER_NAMES if n in OPTIMIZERS)
-
-
 def _check_optim(c: _Checker) -> None:
-    names = _implemented_optimizers()
-    c.check("optim.name", _one_of(names), f"one of {list(names)}")
+    _check_name(c, "optim")
     c.check("optim.lr", _positive, "a float > 0")
     c.check("optim.weight_decay", _non_negative, "a float >= 0")
     c.check("optim.momentum", lambda v: _finite(v) and 0.0 <= v < 1.0, "a float in [0, 1)")
@@ -219,6 +231,10 @@ def _check_top(c: _Checker) -> None:
     c.check("device", _device_name, DEVICE_NAMES)
     c.check("num_threads", _int_at_least(1), "None or an int >= 1", optional=True)
     c.check("checkpoint_every", _int_at_least(1), "an int >= 1")
+    c.check("precision", _one_of(PRECISIONS), f"one of {list(PRECISIONS)}")
+    c.check("distributed", _one_of(DISTRIBUTED_MODES), f"one of {list(DISTRIBUTED_MODES)}")
+    for flag in ("channels_last", "compile"):
+        c.check(flag, lambda v: isinstance(v, bool), "true or false")
 
 
 def _schema_fields(node: Any) -> set[str]:
@@ -241,22 +257,17 @@ def _check_unknown_keys(c: _Checker) -> None:
             c.problems.append(f"{full}: unknown key; allowed keys: {sorted(_schema_fields(node))}")
 
 
-def config_problems(cfg: DictConfig) -> list[str]:
-    """Every value problem in ``cfg`` (empty when valid); one message per field."""
-    c = _Checker(cfg)
+def value_problems(cfg: DictConfig, names: Mapping[str, Sequence[str]]) -> list[str]:
+    """Every value problem in ``cfg`` (empty when valid); one message per field. ``names`` maps each group of
+    ``NAMED_GROUPS`` to its registered names (``sweep.train.validate.registered_names()``)."""
+    missing = [g for g in NAMED_GROUPS if g not in names]
+    if missing:
+        raise ValueError(f"value_problems: names lacks the group(s) {missing}; pass one list per {list(NAMED_GROUPS)}")
+    c = _Checker(cfg, names)
     _check_unknown_keys(c)
     if not c.has("method.name"):
-        c.fail("method", None, f"a method group: one of {list(schema.METHOD_NAMES)}")
+        c.fail("method", None, f"a method group: one of {list(names['method'])}")
     for check in (_check_top, _check_method, _check_backbone, _check_data, _check_augment, _check_optim,
                   _check_metrics, _check_readout):
         check(c)
     return c.problems
-
-
-def validate_train_config(cfg: DictConfig) -> DictConfig:
-    """Raise :class:`ConfigError` listing every bad value (field path, value, allowed); return ``cfg``."""
-    problems = config_problems(cfg)
-    if problems:
-        raise ConfigError(problems)
-    return cfg
-

@@ -2,7 +2,8 @@
 
 Each image is 3 x 96 x 96 uint8 written column-major (MATLAB order): within a channel the row index varies
 fastest. Read C-order as (N, 3, 96, 96) that is (N, C, W, H), so the last two axes are swapped to (N, C, H, W).
-Labels are 1-based uint8 on disk. ``unlabeled_X.bin`` (100000 images, 2.7 GB) is never opened here.
+Labels are 1-based uint8 on disk. ``unlabeled_X.bin`` (100000 images, 2.7 GB) is opened (memory-mapped, so
+it costs no memory) only for the SSL split of streaming runs with ``data.unlabeled=true``.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ STL_DIR = "stl10_binary"
 STL_SIDE = 96
 STL_IMAGE_BYTES = 3 * STL_SIDE * STL_SIDE
 STL_FILES = {"train": ("train_X.bin", "train_y.bin"), "test": ("test_X.bin", "test_y.bin")}
+STL_UNLABELED = "unlabeled_X.bin"
+NO_LABEL = -1  # label of an unlabelled image: never read, SSL ignores labels
 STL_CLASS_FILE = "class_names.txt"
 STL_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
 
@@ -76,3 +79,9 @@ def load_stl10_raw(opts: DataOptions) -> tuple[RawSplit, RawSplit, list[str]]:
     folder = find_stl_folder(opts)
     classes = read_class_names(folder)
     return _split(folder, "train", len(classes)), _split(folder, "test", len(classes)), classes
+
+
+def load_stl10_unlabeled(opts: DataOptions) -> RawSplit:
+    """The 100000 unlabelled 96x96 images (memory-mapped), labels :data:`NO_LABEL`: SSL training data only."""
+    images = read_stl_images(find_stl_folder(opts) / STL_UNLABELED)
+    return RawSplit(np.full(len(images), NO_LABEL, dtype=np.int64), array_reader(images, 255.0))

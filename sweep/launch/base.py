@@ -15,7 +15,7 @@ from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig
 
 from sweep.launch.trial import TrialPayload, compose_trial_config, pinned_sweep_dir_override, redact_config
-from sweep.study.outcome import COMPLETED, TrialOutcome
+from sweep.launch.outcome import COMPLETED, TrialOutcome
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,15 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+import submitit
+
 from sweep.launch.base import TrialHandle, TrialLauncher
+from sweep.launch.kinds import LAUNCHERS, LauncherKind
+from sweep.launch.outcome import FAILED, TrialOutcome, outcome_from_exit
 from sweep.launch.trial import TrialPayload
 from sweep.launch.worker import EXIT_UNTRUSTED, RESULT_FILE
 from sweep.safety import (
@@ -29,7 +33,6 @@ from sweep.safety import (
     worker_env,
     write_private,
 )
-from sweep.study.outcome import FAILED, TrialOutcome, outcome_from_exit
 
 log = logging.getLogger(__name__)
 SUBMIT_DIR = ".submitted"  # under the sweep dir: payloads, results and worker logs, one folder per trial
@@ -161,3 +164,14 @@ def _script_dir() -> Optional[str]:
         return None
     path = getattr(main, "__file__", None)
     return str(Path(path).resolve().parent) if path else None
+
+
+def local_executor(launcher_cfg: Mapping[str, Any], folder: Path) -> submitit.LocalExecutor:
+    """Plain function jobs as local subprocesses (submitit's LocalExecutor)."""
+    executor = submitit.LocalExecutor(folder=str(folder))
+    gpus = launcher_cfg.get("gpus") or []
+    executor.update_parameters(timeout_min=int(launcher_cfg.get("timeout_min") or 60 * 24), gpus_per_node=len(gpus))
+    return executor
+
+
+LAUNCHERS.register("local", LauncherKind(LocalLauncher, local_executor, plugin="sweep_local", front="LocalLauncher"))

@@ -19,9 +19,10 @@ from typing import Any, Optional
 import submitit
 
 from sweep.launch.base import TrialHandle, TrialLauncher
+from sweep.launch.kinds import LAUNCHERS, LauncherKind
+from sweep.launch.outcome import TrialOutcome, outcome_from_exception
 from sweep.launch.trial import TrialPayload, execute_trial
 from sweep.safety import secure_dir
-from sweep.study.outcome import TrialOutcome, outcome_from_exception
 
 log = logging.getLogger(__name__)
 FAILED_STATES = ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
@@ -49,7 +50,7 @@ class SubmititHandle:
 
     def result(self) -> TrialOutcome:
         try:
-            value = self.job.result()
+            value = self.job.task(0).result()  # a multi-GPU trial's tasks all train; task 0 is its result
         except Exception as err:  # noqa: BLE001 - FailedJobError/UncompletedJobError: the job died outside Python
             state = _safe_state(self.job)
             outcome = outcome_from_exception(err)
@@ -147,3 +148,15 @@ class SlurmLauncher(TrialLauncher):
             jobs = list(pending)
         log.info("submitted trials %s as job(s) %s", idxs, [j.job_id for j in jobs])
         return [SubmititHandle(j, p.run_dir, self.results_timeout_s) for j, p in zip(jobs, payloads)]
+
+
+def slurm_executor(launcher_cfg: Mapping[str, Any], folder: Path) -> submitit.AutoExecutor:
+    """Plain function jobs on the cluster of the launcher config (its SLURM parameters, without the trial-only
+    keys)."""
+    skip = {"_target_", "kind", "cluster", "submitit_folder", "max_num_timeout", "results_timeout_s"}
+    params = slurm_parameters({k: v for k, v in launcher_cfg.items() if k not in skip})
+    return build_executor(folder, launcher_cfg.get("cluster", "slurm"), params,
+                          int(launcher_cfg.get("max_num_timeout") or 3))
+
+
+LAUNCHERS.register("slurm", LauncherKind(SlurmLauncher, slurm_executor, plugin="sweep_slurm", front="SlurmLauncher"))

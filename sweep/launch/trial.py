@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
-from sweep.study.outcome import TrialOutcome, outcome_from_exception, outcome_from_return
+from sweep.launch.outcome import TrialOutcome, outcome_from_exception, outcome_from_return
+from sweep.reporting import as_record, reporter_from_env, use_reporter
 
 JOB_DIR_KEY, JOB_SUBDIR_KEY = "hydra.sweep.dir", "hydra.sweep.subdir"
 
@@ -55,7 +56,7 @@ def compose_trial_config(hydra_context: Any, config: DictConfig, overrides: list
 def redact_config(config: DictConfig) -> DictConfig:
     """Mask every ``scheme://user:password@`` in the config (the storage URL, the Hydra overrides that set it),
     in place: the trial config reaches payload pickles and each run dir's ``.hydra/hydra.yaml``."""
-    from sweep.study.storage import redact_text
+    from sweep.safety import redact_text
 
     plain = OmegaConf.to_container(config, resolve=False)
     for parent_path, key, value in _string_leaves(plain, ()):
@@ -110,12 +111,15 @@ def execute_trial(payload: TrialPayload) -> TrialOutcome:
     saved = {k: os.environ.get(k) for k in payload.env}
     os.environ.update(payload.env)
     lock: Optional[RunDirLock] = None
+    secondary = is_secondary_task()
     try:
-        lock = RunDirLock(payload.run_dir).acquire()
-        ret = run_job(hydra_context=payload.hydra_context, task_function=payload.task_function,
-                      config=payload.config, job_dir_key=JOB_DIR_KEY, job_subdir_key=JOB_SUBDIR_KEY)
+        if not secondary:  # the tasks of one multi-GPU trial share its run dir; rank 0 is its one writer
+            lock = RunDirLock(payload.run_dir).acquire()
+        with use_reporter(reporter_from_env()):  # the job is handed its reporter, never opens the study
+            ret = run_job(hydra_context=payload.hydra_context, task_function=payload.task_function,
+                          config=payload.config, job_dir_key=JOB_DIR_KEY, job_subdir_key=JOB_SUBDIR_KEY)
         if ret.status == JobStatus.COMPLETED:
-            outcome = outcome_from_return(ret.return_value)
+            outcome = outcome_from_return(as_record(ret.return_value))
         else:
             outcome = outcome_from_exception(ret._return_value)
     except SystemExit as err:
@@ -128,7 +132,17 @@ def execute_trial(payload: TrialPayload) -> TrialOutcome:
         _restore_env(saved)
         if lock is not None:
             lock.release()
-    return with_record_file(outcome, payload.run_dir)
+    return outcome if secondary else with_record_file(outcome, payload.run_dir)
+
+
+def is_secondary_task(env: Optional[Mapping[str, str]] = None) -> bool:
+    """Task 1.. of a SLURM job with several tasks (one per GPU of a DDP trial): it trains, but rank 0 alone
+    holds the run dir's writer lock, writes the files and is the job's result (submitit returns task 0's)."""
+    env = os.environ if env is None else env
+    try:
+        return int(env.get("SLURM_NTASKS", "1")) > 1 and int(env.get("SLURM_PROCID", "0")) > 0
+    except ValueError:
+        return False
 
 
 class RunDirBusyError(RuntimeError):

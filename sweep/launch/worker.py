@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from sweep.study.outcome import DISK_FULL
+from sweep.launch.outcome import DISK_FULL
 
 RESULT_FILE = "result.pkl"
 EXIT_UNTRUSTED, EXIT_NO_SPACE, EXIT_WRITE_FAILED = 3, 4, 5

@@ -10,6 +10,7 @@ from ._entropy import ENTROPY_ESTIMATORS, embedding_entropy
 from ._inputs import MetricInputError
 from ._lidar import LIDAR_DELTA, LIDAR_EPS, lidar
 from ._normalized import normalized_rankme
+from ._registry import METRICS, Metric, register_metric, registered_row
 from ._spectral import alpha_req, nesum, participation_ratio, rankme, rankme_centered, rankme_sq, stable_rank
 from ._spectrum import RANKME_EPS
 from ._streaming import SPECTRAL_KEYS, SpectralAccumulator, spectral_metrics
@@ -21,6 +22,8 @@ __all__ = [
     "ENTROPY_ESTIMATORS",
     "LIDAR_DELTA",
     "LIDAR_EPS",
+    "METRICS",
+    "Metric",
     "MetricInputError",
     "RANKME_EPS",
     "SPECTRAL_KEYS",
@@ -39,6 +42,8 @@ __all__ = [
     "rankme",
     "rankme_centered",
     "rankme_sq",
+    "register_metric",
+    "registered_row",
     "spectral_metrics",
     "stable_rank",
 ]

@@ -1,9 +1,11 @@
 """Label-free selection of SSL hyperparameters: policies, readout jobs and the comparison report."""
 
-from sweep.selection.pipeline import ExecutorReadout, TableReadout, pending_trials, run_readouts, select
+from sweep.selection.pipeline import (ExecutorReadout, TableReadout, pending_trials, run_readouts, select,
+                                      select_and_report)
 from sweep.selection.policies import (
-    POLICY_NAMES,
+    POLICIES,
     CountingReadout,
+    Policy,
     SelectionError,
     SelectionResult,
     adaptive_alpha_window,
@@ -15,15 +17,17 @@ from sweep.selection.policies import (
     proportional_split,
     rankme_budget,
     rankme_topk,
+    register_policy,
     run_policies,
     usable_trials,
 )
 from sweep.selection.readouts import ReadoutRecord, load_readouts, readout_job, readout_path
 
 __all__ = [
-    "POLICY_NAMES",
+    "POLICIES",
     "CountingReadout",
     "ExecutorReadout",
+    "Policy",
     "ReadoutRecord",
     "SelectionError",
     "SelectionResult",
@@ -40,9 +44,11 @@ __all__ = [
     "rankme_budget",
     "rankme_topk",
     "readout_job",
+    "register_policy",
     "readout_path",
     "run_policies",
     "run_readouts",
     "select",
+    "select_and_report",
     "usable_trials",
 ]

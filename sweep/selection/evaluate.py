@@ -35,18 +35,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from sweep.config.schema import SelectionConfig
 from sweep.selection.policies import (
+    POLICIES,
+    Policy,
     Readout,
     SelectionResult,
-    adaptive_alpha_window,
-    alpha_band,
     alpha_rankme,
     calibrated_rank,
     method_groups,
-    oracle,
     rankme_budget,
     rankme_order,
-    rankme_topk,
     read_ranked,
     usable_trials,
 )
@@ -175,6 +174,7 @@ class PolicySpec:
     order_dependent: bool = False  # False: the result depends on the sweep only, not on the visiting order
     label_free: bool = True  # False for the oracle: never a candidate for the target
     needs: tuple[str, ...] = ()  # columns it needs; skipped when the table lacks one
+    needs_any: tuple[str, ...] = ()  # when given, it needs at least one of these columns too
 
 
 def sweep_budget(n: int) -> int:
@@ -210,32 +210,39 @@ def _calibrated_plus2(trials: pd.DataFrame, readout: Readout, order: Sequence[in
     return calibrated_rank(trials, readout, order, budget=budget, policy="calibrated_rank+2")
 
 
+def registered_spec(name: str, policy: Policy, settings: SelectionConfig) -> PolicySpec:
+    """A registered policy (``POLICIES``) with fixed settings, as the evaluation runs it."""
+
+    def run(trials: pd.DataFrame, readout: Readout, order: Sequence[int]) -> SelectionResult:
+        return policy.run(trials, readout, order, settings)
+
+    return PolicySpec(name, run, policy.order_dependent, policy.label_free, policy.needs, policy.needs_any)
+
+
 def policy_specs(
     batch_size: int = 10, top_k: int = 5, band: Sequence[float] = (0.8, 1.2),
     combined_budget: Optional[int] = None, combined_allocation: str = "adaptive",
 ) -> list[PolicySpec]:
-    """Every policy of ``run_policies`` (same settings) plus the label-free ones given the whole target
-    budget ceil(log2 N) + 2: ``rankme_topk+2`` (RankMe order within each method, budget split across methods
-    as in alpha_rankme) and ``alpha_rankme+2``."""
-    band = tuple(band)
-    return [
-        PolicySpec("adaptive_alpha_window",
-                   lambda t, r, o: adaptive_alpha_window(t, r, o, batch_size, top_k), True, needs=("alpha",)),
-        PolicySpec("alpha_band", lambda t, r, o: alpha_band(t, r, band), needs=("alpha",)),
-        PolicySpec("rankme_topk", lambda t, r, o: rankme_topk(t, r), needs=("rankme",)),
-        PolicySpec("alpha_rankme", lambda t, r, o: alpha_rankme(t, r, combined_budget, combined_allocation),
-                   needs=("rankme", "alpha")),
+    """Every registered policy (as ``run_policies`` runs it, same settings) plus the label-free ones given the
+    whole target budget ceil(log2 N) + 2: ``rankme_topk+2`` (RankMe order within each method, budget split
+    across methods as in alpha_rankme), ``alpha_rankme+2`` and ``calibrated_rank+2``; label-based references
+    (the oracle) last."""
+    settings = SelectionConfig(batch_size=batch_size, top_k=top_k, alpha_band=list(band),
+                               combined_budget=combined_budget, combined_allocation=combined_allocation)
+    registered = [registered_spec(name, policy, settings) for name, policy in POLICIES.items()]
+    target_budget = [
         PolicySpec("rankme_topk+2", _rankme_plus2, needs=("rankme",)),
         PolicySpec("alpha_rankme+2", _alpha_rankme_plus2, needs=("rankme", "alpha")),
-        PolicySpec("calibrated_rank", lambda t, r, o: calibrated_rank(t, r, o), True, needs=("rankme",)),
         PolicySpec("calibrated_rank+2", _calibrated_plus2, True, needs=("rankme",)),
-        PolicySpec("oracle", lambda t, r, o: oracle(t, r), label_free=False),
     ]
+    return ([s for s in registered if s.label_free] + target_budget
+            + [s for s in registered if not s.label_free])
 
 
 def applicable(specs: Sequence[PolicySpec], trials: pd.DataFrame) -> list[PolicySpec]:
     """The specs whose columns the table has."""
-    return [s for s in specs if set(s.needs) <= set(trials.columns)]
+    have = set(trials.columns)
+    return [s for s in specs if set(s.needs) <= have and (not s.needs_any or bool(have & set(s.needs_any)))]
 
 
 # ----------------------------------------------------------------------------- repetitions

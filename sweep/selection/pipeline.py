@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -133,12 +134,15 @@ def run_readouts(
     rows = usable_trials(trials).set_index("trial", drop=False)
     args = [(t, str(record_path_of(rows.loc[t])), str(readout_path(sweep_dir, t)), cfg, probe, knn)
             for t in pending]
-    if max_parallel:  # a few long-lived jobs, each reading out its share: process start-up paid once per job
+    if args and trial_ids is None:
+        print(f"[select] reading out {len(args)} trial(s) into {Path(sweep_dir) / 'readouts'}", flush=True)
+    if max_parallel and args:  # a few long-lived jobs, each reading out its share: start-up paid once per job
         width = min(int(max_parallel), len(args))
         with _readout_jobs_env(width):  # each job then takes cores / width threads (sweep.readout._threads)
             jobs = [executor.submit(readout_many, args[i::width]) for i in range(width)]
     else:  # one job per trial, as one job array on SLURM
         jobs = executor.map_array(readout_job, *zip(*args)) if args else []
+    _wait_with_progress(jobs, [Path(a[2]) for a in args], show=trial_ids is None)
     for job in jobs:
         job.result()
     frame = load_readouts(sweep_dir)
@@ -147,6 +151,26 @@ def run_readouts(
         print_readout_problems(problems, len(rows))
         frame.attrs["readout_problems"] = problems
     return frame
+
+
+def _wait_with_progress(jobs: Sequence[Any], outputs: Sequence[Path], show: bool,
+                        poll_s: float = 0.5) -> None:
+    """Wait for the jobs, counting readout files as they land (a job may read out several trials)."""
+    from sweep.progress_bar import progress
+
+    bar = progress(total=len(outputs), desc="readouts", unit="trial", enabled=show)
+    try:
+        while not all(_done(job) for job in jobs):
+            bar.update(sum(p.exists() for p in outputs) - bar.n)
+            time.sleep(poll_s)
+        bar.update(sum(p.exists() for p in outputs) - bar.n)
+    finally:
+        bar.close()
+
+
+def _done(job: Any) -> bool:
+    done = getattr(job, "done", None)
+    return True if done is None else bool(done())
 
 
 class TableReadout:
@@ -205,3 +229,32 @@ def select(
         trials, readout, order, cfg.batch_size, cfg.top_k, tuple(cfg.alpha_band),
         cfg.combined_budget, cfg.combined_allocation,
     )
+
+
+def select_and_report(storage: str, study_name: str, sweep_dir: str | Path, launcher: str = "local",
+                      out: Optional[Path] = None, max_parallel: Optional[int] = None) -> Path:
+    """A stored study -> readouts of every completed trial (the oracle needs them all; each policy reports how
+    many it used) run through ``launcher`` -> the comparison report (``sweep select`` and the demo)."""
+    from sweep.launch import make_executor
+    from sweep.selection.report import build_report, policy_table
+    from sweep.selection.risk import load_risks
+    from sweep.study.results import trials_dataframe
+
+    sweep_dir = Path(sweep_dir)
+    trials = trials_dataframe(storage, study_name)
+    executor = make_executor({"kind": launcher}, sweep_dir / ".readout_jobs")
+    readouts = run_readouts(trials, sweep_dir, executor, ReadoutConfig(), max_parallel=max_parallel)
+    cfg = SelectionConfig()
+    print_policy_summary(policy_table(trials, readouts, cfg))
+    risk = load_risks(sweep_dir)  # only what `sweep risk` stored: selection never computes it
+    return build_report(trials, readouts, out or sweep_dir / "report", cfg,
+                        title=f"Label-free selection: study {study_name!r}", risk=risk if len(risk) else None,
+                        readout_problems=readouts.attrs.get("readout_problems"))
+
+
+def print_policy_summary(policies: pd.DataFrame) -> None:
+    """The report's headline on stdout: what each policy chose, at what readout cost and regret in points, and
+    why a policy read or chose nothing (``sweep.selection.report.policy_summary``)."""
+    from sweep.selection.report import policy_summary
+
+    print(policy_summary(policies), flush=True)

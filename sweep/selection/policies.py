@@ -6,7 +6,8 @@ measured, not declared. Trials that failed (state other than COMPLETE, or a NaN 
 needs) are never read and never chosen; every tie is broken by the smaller trial id so results are
 deterministic.
 
-Policies (POLICY_NAMES): ``adaptive_alpha_window`` (alpha-ReQ's sequential window, checked against the
+Policies (registered in ``POLICIES``; a new one is a function plus ``@register_policy``):
+``adaptive_alpha_window`` (alpha-ReQ's sequential window, checked against the
 authors' simulation), ``alpha_band`` (fixed alpha interval), ``rankme_topk`` (top ceil(log2 N) by RankMe
 per method), ``alpha_rankme`` (both signals by rank aggregation, ceil(log2 N) readouts in total) and
 ``calibrated_rank`` (learns from its first readouts which signal ranks this sweep, and in which
@@ -27,9 +28,10 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-Readout = Callable[[int], float]
+from sweep.config.schema import SelectionConfig
+from sweep.registry import Registry
 
-POLICY_NAMES = ("adaptive_alpha_window", "alpha_band", "rankme_topk", "alpha_rankme", "calibrated_rank", "oracle")
+Readout = Callable[[int], float]
 
 
 class SelectionError(ValueError):
@@ -488,6 +490,76 @@ def oracle(trials: pd.DataFrame, readout: Readout) -> SelectionResult:
     return counter.result("oracle", _no_usable_note("oracle", []) if good.empty else "")
 
 
+# ----------------------------------------------------------------------------- registry
+PolicyRun = Callable[[pd.DataFrame, Readout, Optional[Sequence[int]], SelectionConfig], "SelectionResult"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A registered policy: ``run(trials, readout, order, settings)``, skipped on a table without its columns."""
+
+    run: PolicyRun
+    needs: tuple[str, ...] = ()  # every one of these columns
+    needs_any: tuple[str, ...] = ()  # at least one of these columns (when given)
+    order_dependent: bool = False  # True: the result depends on the visiting order
+    label_free: bool = True  # False for the oracle: the label-based reference, never a candidate
+
+    def applies(self, columns: Iterable[str]) -> bool:
+        have = set(columns)
+        return set(self.needs) <= have and (not self.needs_any or bool(have & set(self.needs_any)))
+
+
+POLICIES: Registry[Policy] = Registry("policy")
+
+
+def register_policy(name: str, needs: Sequence[str] = (), needs_any: Sequence[str] = (),
+                    order_dependent: bool = False, label_free: bool = True) -> Callable[[PolicyRun], PolicyRun]:
+    """``@register_policy("name", needs=("rankme",))`` on ``f(trials, readout, order, settings) -> SelectionResult``
+    (settings: :class:`SelectionConfig`); ``run_policies``, ``sweep select`` and the report then run it."""
+
+    def add(run: PolicyRun) -> PolicyRun:
+        POLICIES.register(name, Policy(run, tuple(needs), tuple(needs_any), order_dependent, label_free))
+        return run
+
+    return add
+
+
+@register_policy("adaptive_alpha_window", needs=("alpha",), order_dependent=True)
+def _adaptive_alpha_window(trials: pd.DataFrame, readout: Readout, order: Optional[Sequence[int]],
+                           s: SelectionConfig) -> SelectionResult:
+    return adaptive_alpha_window(trials, readout, order, s.batch_size, s.top_k)
+
+
+@register_policy("alpha_band", needs=("alpha",))
+def _alpha_band(trials: pd.DataFrame, readout: Readout, order: Optional[Sequence[int]],
+                s: SelectionConfig) -> SelectionResult:
+    return alpha_band(trials, readout, tuple(s.alpha_band))
+
+
+@register_policy("rankme_topk", needs=("rankme",))
+def _rankme_topk(trials: pd.DataFrame, readout: Readout, order: Optional[Sequence[int]],
+                 s: SelectionConfig) -> SelectionResult:
+    return rankme_topk(trials, readout)
+
+
+@register_policy("alpha_rankme", needs=("rankme", "alpha"))
+def _alpha_rankme(trials: pd.DataFrame, readout: Readout, order: Optional[Sequence[int]],
+                  s: SelectionConfig) -> SelectionResult:
+    return alpha_rankme(trials, readout, s.combined_budget, s.combined_allocation)
+
+
+@register_policy("calibrated_rank", needs_any=("rankme", "alpha"), order_dependent=True)
+def _calibrated_rank(trials: pd.DataFrame, readout: Readout, order: Optional[Sequence[int]],
+                     s: SelectionConfig) -> SelectionResult:
+    return calibrated_rank(trials, readout, order)
+
+
+@register_policy("oracle", label_free=False)
+def _oracle(trials: pd.DataFrame, readout: Readout, order: Optional[Sequence[int]],
+            s: SelectionConfig) -> SelectionResult:
+    return oracle(trials, readout)
+
+
 def run_policies(
     trials: pd.DataFrame,
     readout: Readout,
@@ -498,17 +570,9 @@ def run_policies(
     combined_budget: Optional[int] = None,
     combined_allocation: str = "adaptive",
 ) -> list[SelectionResult]:
-    """Every policy of POLICY_NAMES on one trials table; a policy whose columns the table lacks is
+    """Every registered policy (``POLICIES``) on one trials table; a policy whose columns the table lacks is
     skipped. Defaults mirror :class:`sweep.config.schema.SelectionConfig`."""
-    results = []
-    if "alpha" in trials.columns:
-        results.append(adaptive_alpha_window(trials, readout, order, batch_size, top_k))
-        results.append(alpha_band(trials, readout, band))
-    if "rankme" in trials.columns:
-        results.append(rankme_topk(trials, readout))
-    if {"alpha", "rankme"} <= set(trials.columns):
-        results.append(alpha_rankme(trials, readout, combined_budget, combined_allocation))
-    if "rankme" in trials.columns or "alpha" in trials.columns:
-        results.append(calibrated_rank(trials, readout, order))
-    results.append(oracle(trials, readout))
-    return results
+    settings = SelectionConfig(batch_size=batch_size, top_k=top_k, alpha_band=list(band),
+                               combined_budget=combined_budget, combined_allocation=combined_allocation)
+    return [policy.run(trials, readout, order, settings) for _, policy in POLICIES.items()
+            if policy.applies(trials.columns)]

@@ -11,12 +11,14 @@ import base64
 import html
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -25,6 +27,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from sweep.config.schema import SelectionConfig  # noqa: E402
+from sweep.progress_bar import progress  # noqa: E402
 from sweep.selection.evaluate import (  # noqa: E402
     evaluate_scopes,
     oracle_choice,
@@ -57,6 +60,13 @@ POOLED = "pooled"
 # sweep.selection.risk's COMPONENTS / TABLE_COLUMNS, restated so the report does not import torch
 RISK_COMPONENTS = ("approximation", "usability", "probe_generalization", "encoder_generalization")
 RISK_COLUMNS = ["trial", "method", *RISK_COMPONENTS, "total"]
+# hyperparameter columns of a metrics table (a study's are ``params_*``), in display order
+HYPERPARAMETERS = ("lr", "learning_rate", "weight_decay", "out_dim", "proj_dim", "hidden_dim", "temperature",
+                   "lambd", "var_weight", "cov_weight", "inv_weight", "batch_size", "momentum",
+                   "warmup_epochs")
+METHOD_LABELS = {"simclr": "SimCLR", "barlow_twins": "Barlow Twins", "vicreg": "VICReg", "simsiam": "SimSiam",
+                 "mocov2": "MoCo-v2", "moco_v2": "MoCo-v2", "byol": "BYOL"}
+SMALL_N = 10  # a rank correlation over fewer configs is flagged: its interval spans most of [-1, 1]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -120,14 +130,55 @@ def metric_correlations(
     )
 
 
-def _params_of(trials: pd.DataFrame, trial: Optional[int]) -> str:
-    if trial is None:
+def _missing(value: Any) -> bool:
+    """None, pandas' NA or a float NaN (e.g. a parameter that does not apply to the trial's method)."""
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, (float, np.floating)) and math.isnan(float(value))
+
+
+def format_value(value: Any) -> str:
+    """A number as a reader wants it: integers whole, other numbers to 3 significant digits."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return str(value)
+    number = float(value)
+    if number.is_integer() and abs(number) < 1e6:
+        return str(int(number))
+    return f"{number:.3g}"
+
+
+def method_label(method: Any) -> str:
+    """The method's name as papers write it (SimCLR, Barlow Twins); unknown names unchanged."""
+    return METHOD_LABELS.get(str(method), str(method))
+
+
+def param_columns(trials: pd.DataFrame) -> dict[str, str]:
+    """Hyperparameter column -> short label: a study's ``params_*`` (last dotted part when that is unique),
+    else the known hyperparameter names a metrics table uses. The method has its own column."""
+    study = [c for c in trials.columns if isinstance(c, str) and c.startswith("params_")]
+    if not study:
+        return {c: c for c in HYPERPARAMETERS if c in trials.columns}
+    short = [c.removeprefix("params_").rsplit(".", 1)[-1] for c in study]
+    labels = {c: (s if short.count(s) == 1 else c.removeprefix("params_"))
+              for c, s in zip(study, short, strict=True)}
+    return {c: label for c, label in labels.items() if not (label == "method" and "method" in trials.columns)}
+
+
+def describe_config(trials: pd.DataFrame, trial: Any) -> str:
+    """'SimCLR, lr 0.00044, out_dim 32': the method and only the hyperparameters that apply to the trial (a
+    NaN parameter belongs to another method), rounded to 3 significant digits; '' for no trial."""
+    if _missing(trial) or "trial" not in trials.columns:
         return ""
-    row = trials.loc[trials["trial"] == trial].iloc[0]
-    params = {c.removeprefix("params_"): row[c] for c in trials.columns if c.startswith("params_")}
-    if "method" in trials.columns:
-        params = {"method": row["method"], **params}
-    return json.dumps(params, default=str)
+    rows = trials.loc[trials["trial"] == int(trial)]
+    if rows.empty:
+        return ""
+    row = rows.iloc[0]
+    has_method = "method" in trials.columns and not _missing(row["method"])
+    parts = [method_label(row["method"])] if has_method else []
+    for column, label in param_columns(trials).items():
+        if not _missing(row[column]):
+            parts.append(f"{label} {format_value(row[column])}")
+    return ", ".join(parts)
 
 
 def random_orders(trial_ids: Sequence[int], n_orders: int, seed: int) -> list[list[int]]:
@@ -170,11 +221,40 @@ def _order_stats(
     )
 
 
+def random_b_regrets(
+    usable: Sequence[int], val: Mapping[int, float], test: Mapping[int, float], best: float
+) -> np.ndarray:
+    """Exact expected regret (a fraction) of reading b of the N usable configs drawn at random (without
+    replacement) and choosing by validation, b = 1..N: the baseline a label-free policy must beat at its own
+    readout count. The k-th best by validation is chosen when it is read and none of the k - 1 better ones
+    is: probability C(N - k, b - 1) / C(N, b). Draws that read no finite validation readout choose nothing
+    and are left out (so are chosen configs without a test readout); NaN when every draw chooses nothing."""
+    n = len(usable)
+    ranked = sorted((int(t) for t in usable if math.isfinite(val.get(int(t), math.nan))),
+                    key=lambda t: (-val[t], t))
+    regret = np.array([best - test.get(t, math.nan) for t in ranked], dtype=float)
+    ok = np.isfinite(regret)
+    out = np.full(n, math.nan)
+    for b in range(1, n + 1):
+        total = math.comb(n, b)
+        prob = np.array([math.comb(n - k, b - 1) / total for k in range(1, len(ranked) + 1)])
+        if prob[ok].sum() > 0:
+            out[b - 1] = float(prob[ok] @ regret[ok] / prob[ok].sum())
+    return out
+
+
+def _random_b_at(curve: np.ndarray, readouts: int) -> float:
+    """The random-b regret (points) at ``readouts`` reads; NaN for 0 reads or beyond the curve."""
+    return 100.0 * float(curve[readouts - 1]) if 1 <= readouts <= len(curve) else math.nan
+
+
 def policy_table(
     trials: pd.DataFrame, readouts: pd.DataFrame, cfg: Optional[SelectionConfig] = None
 ) -> pd.DataFrame:
-    """One row per policy: readouts used, chosen config, its test accuracy, regret vs the oracle, and the
-    probability over random visiting orders of landing within ``cfg.tolerance`` of the oracle."""
+    """One row per policy: readouts used, chosen config (integer id, readable parameters), its accuracies,
+    regret vs the oracle (``regret`` a fraction, ``regret_pts`` in points), the exact expected regret of as
+    many random readouts, and the probability over random visiting orders of landing within
+    ``cfg.tolerance`` of the oracle."""
     cfg = cfg or SelectionConfig()
     val = TableReadout(readouts, cfg.selection_column)
     test = TableReadout(readouts, cfg.report_column)
@@ -182,6 +262,8 @@ def policy_table(
     oracle_trial = next(r for r in results if r.policy == "oracle").chosen_trial
     best = test(oracle_trial) if oracle_trial is not None else math.nan
     order_stats = _order_stats(trials, readouts, cfg, best)
+    usable = [int(t) for t in usable_trials(trials)["trial"]]
+    random_curve = random_b_regrets(usable, val.values, test.values, best)
     rows = []
     for res in results:
         acc = test(res.chosen_trial) if res.chosen_trial is not None else math.nan
@@ -190,16 +272,20 @@ def policy_table(
                 "policy": res.policy,
                 "readouts_used": res.readouts_used,
                 "chosen_trial": res.chosen_trial,
-                "chosen_params": _params_of(trials, res.chosen_trial),
+                "chosen_params": describe_config(trials, res.chosen_trial),
                 cfg.selection_column: res.chosen_accuracy,
                 cfg.report_column: acc,
                 "regret": best - acc,
+                "regret_pts": 100.0 * (best - acc),
+                "random_b_regret_pts": _random_b_at(random_curve, res.readouts_used),
                 "p_within_tol": float(order_stats.loc[res.policy, "p_within"]),
                 "mean_readouts_over_orders": float(order_stats.loc[res.policy, "mean_readouts"]),
                 "note": res.note,
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["chosen_trial"] = table["chosen_trial"].astype("Int64")  # ids print as 15, not 15.0000
+    return table
 
 
 def policy_notes(policies: pd.DataFrame) -> list[str]:
@@ -209,15 +295,69 @@ def policy_notes(policies: pd.DataFrame) -> list[str]:
     return [str(n) for n in policies["note"] if isinstance(n, str) and n]
 
 
+def _number(row: Mapping[str, Any], column: str) -> float:
+    """A row's numeric value (NaN when absent or blank): frames read back from CSV lack some columns."""
+    value = row.get(column, math.nan)
+    return math.nan if _missing(value) or value == "" else float(value)
+
+
+def _regret_words(regret_pts: float, explain: bool = True) -> str:
+    """'1.4 points below the oracle' / 'as good as the oracle' / '0.3 points above the oracle (why)'."""
+    if round(regret_pts, 1) == 0:
+        return "as good as the oracle"
+    if regret_pts > 0:
+        return f"{regret_pts:.1f} points below the oracle"
+    why = " (it chose by validation; on test another config can win)" if explain else ""
+    return f"{-regret_pts:.1f} points above the oracle{why}"
+
+
+def policy_headline(row: Mapping[str, Any], n_configs: Optional[int] = None) -> str:
+    """One sentence per policy: what it chose, after how many readouts, how far from the oracle in points,
+    and what as many random readouts would give; or why it chose nothing. Works on a policies table read
+    back from CSV (ids as floats, columns missing)."""
+    name, count = str(row.get("policy", "?")), _number(row, "readouts_used")
+    reads = int(count) if math.isfinite(count) else 0
+    of = f" of {n_configs}" if n_configs else ""
+    trial = _number(row, "chosen_trial")
+    if math.isnan(trial):
+        note = row.get("note")
+        why = f"; note: {note}" if isinstance(note, str) and note else ""
+        return f"{name} chose nothing after {reads}{of} readouts{why}"
+    params = row.get("chosen_params")
+    config = f" ({params})" if isinstance(params, str) and params else ""
+    acc, regret = _number(row, "test_accuracy"), _number(row, "regret_pts")
+    if math.isnan(regret):
+        regret = 100.0 * _number(row, "regret")
+    text = f"{name} chose trial {int(trial)}{config} after {reads}{of} readouts"
+    if math.isfinite(acc):
+        text += f": test accuracy {100 * acc:.1f}%"
+    if name == "oracle":
+        return text + " (the reference: reads every config, chooses by validation)"
+    if math.isfinite(regret):
+        text += f", {_regret_words(regret)}"
+    random_b = _number(row, "random_b_regret_pts")
+    if math.isfinite(random_b):
+        text += f"; {reads} random readouts: {_regret_words(random_b, explain=False)} on average"
+    return text
+
+
+def policy_headlines(policies: pd.DataFrame) -> list[str]:
+    """:func:`policy_headline` of every row; N = the oracle's readouts (it reads every usable config)."""
+    records = policies.to_dict("records")
+    oracle = [r for r in records if r.get("policy") == "oracle"]
+    n_configs = int(_number(oracle[0], "readouts_used")) if oracle and "readouts_used" in oracle[0] else None
+    return [policy_headline(r, n_configs) for r in records]
+
+
+REGRET_LINE = ("regret = the oracle's test accuracy - the chosen config's, in points (1 point = 1% "
+               "accuracy); the oracle reads every config and chooses by validation accuracy")
+
+
 def policy_summary(policies: pd.DataFrame) -> str:
-    """The headline table for stdout (what each policy chose, at what cost and regret), then the notes."""
-    wanted = ("policy", "readouts_used", "chosen_trial", "test_accuracy", "regret", "p_within_tol",
-              "mean_readouts_over_orders")
-    columns = [c for c in wanted if c in policies.columns]
-    display = ("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format)
-    with pd.option_context(*display):
-        text = policies[columns].to_string(index=False)
-    return "\n".join([text, *(f"note: {n}" for n in policy_notes(policies))])
+    """The report's headline for stdout: one line per policy in words (what it chose, at what readout cost,
+    how far from the oracle and from random readouts; why it chose nothing), then what regret means."""
+    lines = [f"  {line}" for line in policy_headlines(policies)]
+    return "\n".join(["What each policy chose:", *lines, REGRET_LINE])
 
 
 def _budget_orders(frame: pd.DataFrame) -> dict[str, list[int]]:
@@ -250,8 +390,8 @@ def _regret_at_budgets(
 def budget_curve(
     trials: pd.DataFrame, readouts: pd.DataFrame, cfg: Optional[SelectionConfig] = None
 ) -> pd.DataFrame:
-    """Regret vs readout budget b: read the b best by RankMe or by |alpha-1|, or b at random (mean over
-    orders)."""
+    """Regret (a fraction) vs readout budget b: read the b best by RankMe or by |alpha-1| and choose by
+    validation, or b at random (the exact expectation, :func:`random_b_regrets`)."""
     cfg = cfg or SelectionConfig()
     frame = usable_trials(merged_table(trials, readouts))
     val = TableReadout(readouts, cfg.selection_column).values
@@ -259,11 +399,7 @@ def budget_curve(
     oracle_trial = oracle_choice(frame["trial"].astype(int), val)
     best = test.get(oracle_trial, math.nan) if oracle_trial is not None else math.nan
     curves = {name: _regret_at_budgets(o, val, test, best) for name, o in _budget_orders(frame).items()}
-    randoms = [
-        _regret_at_budgets(o, val, test, best) for o in random_orders(frame["trial"], cfg.n_orders, cfg.seed)
-    ]
-    if randoms:
-        curves["random"] = np.nanmean(np.vstack(randoms), axis=0) if len(frame) else np.array([])
+    curves["random"] = random_b_regrets([int(t) for t in frame["trial"]], val, test, best)
     rows = [
         {"strategy": name, "budget": b + 1, "regret": float(r)}
         for name, c in curves.items()
@@ -303,63 +439,138 @@ def _method_colors(methods: Sequence[str]) -> dict[str, Any]:
     return {m: cmap(i % 10) for i, m in enumerate(sorted(set(methods)))}
 
 
-def plot_scatter(frame: pd.DataFrame, metrics: Sequence[str], accuracy: str, path: Path) -> Path:
-    """Metric vs probe accuracy, one panel per metric, colour = method."""
-    cols = min(3, max(1, len(metrics)))
-    rows = max(1, math.ceil(len(metrics) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
-    methods = (
-        frame["method"].astype(str) if "method" in frame.columns else pd.Series("all", index=frame.index)
-    )
-    colors = _method_colors(list(methods))
-    for ax, metric in zip(axes.flat, metrics, strict=False):
-        for method, color in colors.items():
-            sub = frame[methods == method]
-            ax.scatter(sub[metric], sub[accuracy], s=14, color=color, label=method)
-        ax.set_xlabel(metric)
-        ax.set_ylabel(accuracy)
-    for ax in list(axes.flat)[len(metrics) :]:
+def _method_series(frame: pd.DataFrame) -> pd.Series:
+    """The method of every row ('all' without a method column)."""
+    if "method" in frame.columns:
+        return frame["method"].astype(str)
+    return pd.Series("all", index=frame.index)
+
+
+def chosen_by(policies: pd.DataFrame) -> dict[int, list[str]]:
+    """Trial id -> the policies that chose it (for marking chosen configs in the figures)."""
+    out: dict[int, list[str]] = {}
+    for row in policies.to_dict("records"):
+        trial = _number(row, "chosen_trial")
+        if math.isfinite(trial):
+            out.setdefault(int(trial), []).append(str(row["policy"]))
+    return out
+
+
+def _mark_chosen(ax: Any, sub: pd.DataFrame, x: str, y: str, chosen: Mapping[int, list[str]]) -> None:
+    """Ring the configs a label-free policy chose, star the oracle's, and write the trial id beside."""
+    for _, row in sub[sub["trial"].astype(int).isin(list(chosen))].iterrows():
+        names = chosen[int(row["trial"])]
+        px, py = float(row[x]), 100.0 * float(row[y])
+        if any(n != "oracle" for n in names):
+            ax.scatter([px], [py], s=90, facecolors="none", edgecolors="k", linewidths=1.2, zorder=4)
+        if "oracle" in names:
+            ax.scatter([px], [py], s=130, marker="*", color="red", edgecolors="k", linewidths=0.5, zorder=5)
+        ax.annotate(str(int(row["trial"])), (px, py), xytext=(4, 3), textcoords="offset points", fontsize=7)
+
+
+def plot_scatter(
+    frame: pd.DataFrame, metrics: Sequence[str], accuracy: str, path: Path,
+    chosen: Optional[Mapping[int, list[str]]] = None,
+) -> Path:
+    """Metric vs test accuracy, one panel per (metric, method) with its own x-scale (methods' metrics live on
+    different scales): a row per metric and a column per method, or 3 columns when there is one method;
+    chosen configs marked."""
+    chosen = chosen or {}
+    methods = _method_series(frame)
+    names = sorted(set(methods)) or ["all"]
+    colors = _method_colors(names)
+    panels = [(metric, method) for metric in (metrics or ["trial"]) for method in names]
+    cols = len(names) if len(names) > 1 else min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols + 0.4, 2.3 * rows + 0.6), squeeze=False,
+                             sharey=True, layout="constrained")
+    for ax, (metric, method) in zip(axes.flat, panels, strict=False):
+        sub = frame[methods == method]
+        accuracy_pct = 100.0 * pd.to_numeric(sub[accuracy], errors="coerce")
+        ax.scatter(sub[metric], accuracy_pct, s=12, color=colors[method])
+        _mark_chosen(ax, sub, metric, accuracy, chosen)
+        ax.margins(x=0.08)  # room for the trial ids beside the rightmost points
+        ax.set_title(f"{method_label(method)}: {metric}", fontsize=8)
+        ax.set_xlabel(metric, fontsize=7)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    if axes.flat[0].get_legend_handles_labels()[0]:
-        axes.flat[0].legend(fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy (%)", fontsize=7)
+    if frame.empty:
+        axes[0, 0].text(0.5, 0.5, "no usable configs", ha="center", transform=axes[0, 0].transAxes)
+    handles = [plt.Line2D([], [], ls="", marker="o", mfc="none", mec="k", ms=8, label="chosen by a policy"),
+               plt.Line2D([], [], ls="", marker="*", color="red", mec="k", ms=10, label="oracle's choice")]
+    fig.legend(handles=handles, loc="outside lower center", fontsize=8, ncol=2)
+    fig.suptitle("Label-free metric vs test accuracy, per method (one point per config)", fontsize=10)
     return _save(fig, path)
 
 
-def plot_budget(curve: pd.DataFrame, policies: pd.DataFrame, path: Path) -> Path:
-    """Regret vs readout budget for the ranking strategies, with each policy as a point."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, sub in curve.groupby("strategy", sort=False):
-        ax.plot(sub["budget"], sub["regret"], label=f"top-b by {name}" if name != "random" else "random b")
-    for _, row in policies.iterrows():
-        if np.isfinite(row["regret"]):
-            ax.scatter([row["readouts_used"]], [row["regret"]], marker="x", zorder=3)
-            ax.annotate(row["policy"], (row["readouts_used"], row["regret"]), fontsize=7)
+STRATEGY_LABELS = {"rankme": "top-b by RankMe (round robin over methods)",
+                   "abs_alpha_minus_1": "top-b by |alpha - 1|",
+                   "random": "b random readouts (exact expectation)"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
+
+
+def _budget_axis(ax: Any, n: int) -> None:
+    """Readouts on a log axis for large sweeps (with plain 1, 10, 100 labels), linear integers for small."""
+    if n <= 20:
+        ax.set_xlabel("readouts b")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        return
     ax.set_xscale("log")
-    ax.set_xlabel("readouts (budget)")
-    ax.set_ylabel("regret vs oracle (test accuracy)")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("readouts b (log scale)")
+
+
+def plot_budget(curve: pd.DataFrame, policies: pd.DataFrame, path: Path) -> Path:
+    """Regret (points) vs readout budget for the ranking strategies and the random-readout baseline, each
+    policy a marker named in the legend (no labels on the plot to overprint)."""
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
+    for name, sub in curve.groupby("strategy", sort=False):
+        style = {"color": "k", "ls": "--"} if name == "random" else {"drawstyle": "steps-post"}
+        ax.plot(sub["budget"], 100.0 * sub["regret"], lw=1.4, label=STRATEGY_LABELS.get(str(name), str(name)),
+                **style)
+    cmap = plt.get_cmap("tab10")
+    for i, row in enumerate(policies.to_dict("records")):
+        regret = 100.0 * _number(row, "regret")
+        if math.isfinite(regret) and int(row["readouts_used"]) > 0:
+            ax.scatter([row["readouts_used"]], [regret], marker=MARKERS[i % len(MARKERS)], s=60, zorder=4,
+                       color=cmap((i + 3) % 10), edgecolors="k", linewidths=0.5,
+                       label=f"{row['policy']}: {int(row['readouts_used'])} reads, {regret:.1f} pts")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    _budget_axis(ax, int(curve["budget"].max()) if len(curve) else 1)
+    ax.set_ylabel("regret vs oracle (points of test accuracy)")
+    ax.set_title("Regret vs readout budget (lower is better; under the dashed line beats random)",
+                 fontsize=10)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
 def plot_monitoring(
     monitor: pd.DataFrame, path: Path, metrics: Sequence[str] = ("loss", "rankme", "alpha", "silhouette")
 ) -> Path:
-    """Monitoring curves over epochs, one line per trial, one panel per metric that was logged."""
+    """Monitoring curves over epochs, one row per method and one panel per logged metric, each panel with its
+    own scale (Barlow Twins' loss would flatten SimCLR's on a shared one); one line per trial."""
     present = [m for m in metrics if m in monitor.columns] or ["epoch"]
-    fig, axes = plt.subplots(1, len(present), figsize=(4 * len(present), 3.2), squeeze=False)
-    colors = _method_colors(list(monitor.get("method", pd.Series(dtype=str)).astype(str)))
-    for ax, metric in zip(axes.flat, present, strict=False):
-        for _, sub in monitor.groupby("trial"):
-            color = colors.get(str(sub["method"].iloc[0]), "k")
-            ax.plot(sub["epoch"], sub[metric], lw=0.8, marker="o", markersize=3, color=color)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-    handles = [plt.Line2D([], [], color=c, marker="o", markersize=3, lw=0.8, label=m) for m, c in colors.items()]
-    if handles:
-        axes.flat[0].legend(handles=handles, fontsize=7)
+    methods = sorted(set(_method_series(monitor))) or ["all"]
+    size = (3.6 * len(present), 2.5 * len(methods) + 0.5)
+    fig, axes = plt.subplots(len(methods), len(present), figsize=size, squeeze=False, layout="constrained")
+    colors = _method_colors(methods)
+    by_method = _method_series(monitor)
+    for i, method in enumerate(methods):
+        for j, metric in enumerate(present):
+            ax = axes[i, j]
+            for _, sub in monitor[by_method == method].groupby("trial"):
+                ax.plot(sub["epoch"], sub[metric], lw=0.8, marker="o", markersize=2, color=colors[method])
+            ax.set_title(f"{method_label(method)}: {metric}", fontsize=8)
+            ax.set_xlabel("epoch", fontsize=7)
+            ax.tick_params(labelsize=7)
     if monitor.empty:
-        axes.flat[0].text(0.5, 0.5, "no monitoring data", ha="center", transform=axes.flat[0].transAxes)
+        axes[0, 0].text(0.5, 0.5, "no monitoring data", ha="center", transform=axes[0, 0].transAxes)
+    fig.suptitle("Monitoring curves per method (one line per trial; each panel has its own scale)",
+                 fontsize=10)
     return _save(fig, path)
 
 
@@ -412,8 +623,9 @@ def _risk_section(risk: pd.DataFrame, out: Path, fmt: dict[str, Any]) -> tuple[s
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    if fig.get_layout_engine() is None:  # constrained figures place their own suptitle and legend
+        fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches="tight")  # keeps legends placed outside the axes
     plt.close(fig)
     return path
 
@@ -430,24 +642,247 @@ def _write_table(frame: pd.DataFrame, folder: Path, name: str) -> None:
     safe.to_parquet(folder / f"{name}.parquet", index=False)
 
 
-def _img_tag(path: Path) -> str:
+def _img_tag(path: Path, title: str = "", caption: str = "") -> str:
+    """The PNG embedded (the report opens offline) under a title, with a caption that says what to look
+    at; ``caption`` is HTML."""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
+    heading = f"<h3>{html.escape(title)}</h3>" if title else ""
     return (
-        f'<figure><img alt="{path.name}" data-file="{path.name}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{html.escape(path.name)}</figcaption></figure>"
+        f'<figure>{heading}<img alt="{html.escape(title or path.name)}" data-file="{path.name}" '
+        f'src="data:image/png;base64,{data}">'
+        f"<figcaption>{caption or html.escape(path.name)}</figcaption></figure>"
     )
+
+
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em;max-width:1250px;line-height:1.4}"
+    "table{border-collapse:collapse;font-size:12px;margin:0.5em 0}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;vertical-align:top}td:last-child{min-width:16em}"
+    "th{background:#f3f3f3}img{max-width:100%}figure{margin:1.5em 0}figcaption{font-size:13px;color:#333;"
+    "max-width:70em}ol.headline li{margin:0.3em 0;font-size:15px}"
+    "dl.defs dt{font-weight:bold;margin-top:0.4em}"
+    "dl.defs dd{margin-left:1.5em}.warn{color:#a40000;font-weight:bold}.scroll{overflow-x:auto}"
+)
 
 
 def _html(title: str, sections: list[tuple[str, str]]) -> str:
     body = "\n".join(f"<h2>{html.escape(h)}</h2>\n{content}" for h, content in sections)
-    style = (
-        "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:12px}"
-        "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}"
-    )
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
     )
+
+
+# ----------------------------------------------------------------------------- sections
+def _headline_html(policies: pd.DataFrame, usable: int, total: int, caveats: str) -> str:
+    """The answer first: one sentence per policy, in words and points; ``caveats`` (plain text) says what
+    failed or was left out."""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in policy_headlines(policies))
+    return (f"<p>{usable} usable configs of {total} trials{html.escape(caveats)}. Each line: what the policy "
+            "chose, after how many readouts, and how far its test accuracy is from the oracle's (definitions "
+            f'below).</p><ol class="headline">{items}</ol>')
+
+
+def _failure_counts(failures: pd.DataFrame) -> str:
+    """'; 1 trial and 2 readouts failed (listed below)' or '' when nothing failed."""
+    if failures.empty:
+        return ""
+    counts = failures["what"].value_counts()
+    parts = [f"{int(counts[w])} {w}{'s' if counts[w] > 1 else ''}"
+             for w in ("trial", "readout") if w in counts]
+    return f"; {' and '.join(parts)} failed (listed below)"
+
+
+DEFINITIONS = (
+    ("readout", "a labelled linear probe fitted on one trained config's features: the expensive, "
+                "label-using step a label-free policy tries to spend little of. A policy chooses, among the "
+                "configs it read, the best by <code>{selection}</code>."),
+    ("oracle", "the label-based reference: reads every usable config and chooses the best validation "
+               "readout; its <code>{report}</code> is what the policies are measured against."),
+    ("regret (points)", "the oracle's test accuracy minus the chosen config's, in accuracy points "
+                        "(1 point = 1% = 0.01; the CSV keeps <code>regret</code> as a fraction too). It can "
+                        "be negative: the oracle chooses by validation, and on test another config can be "
+                        "better."),
+    ("random-b baseline", "the expected regret of reading b configs drawn at random and choosing by "
+                          "validation, computed exactly (b = the policy's own readouts). A policy worth its "
+                          "label-free metric has a lower regret than random-b."),
+    ("p_within_tol", "the fraction of {n_orders} random visiting orders in which the policy's choice is "
+                     "within {tol} point(s) of the oracle on test (only the adaptive, order-dependent "
+                     "policies vary over orders; for the others it is 0 or 1)."),
+    ("mean_readouts_over_orders", "the policy's readouts averaged over the same visiting orders."),
+)
+
+
+def _definitions_html(cfg: SelectionConfig) -> str:
+    """What the report's words and columns mean, with this report's settings filled in."""
+    values = {"selection": cfg.selection_column, "report": cfg.report_column, "n_orders": cfg.n_orders,
+              "tol": format_value(100.0 * cfg.tolerance)}
+    items = "".join(f"<dt>{html.escape(t)}</dt><dd>{d.format(**values)}</dd>" for t, d in DEFINITIONS)
+    return f'<dl class="defs">{items}</dl>'
+
+
+def _pct(value: Any) -> str:
+    return "-" if _missing(value) else f"{100.0 * float(value):.1f}%"
+
+
+def _pts(value: Any) -> str:
+    return "-" if _missing(value) else f"{float(value):.1f}"
+
+
+def policies_display(policies: pd.DataFrame, cfg: SelectionConfig) -> pd.DataFrame:
+    """The policies table as a reader wants it: integer ids, accuracies in %, regrets in points."""
+    out = pd.DataFrame({
+        "policy": policies["policy"],
+        "readouts": policies["readouts_used"],
+        "chosen trial": ["-" if _missing(t) else str(int(t)) for t in policies["chosen_trial"]],
+        "chosen config": policies["chosen_params"],
+        "val accuracy": policies[cfg.selection_column].map(_pct),
+        "test accuracy": policies[cfg.report_column].map(_pct),
+        "regret (pts)": policies["regret_pts"].map(_pts),
+        "random-b regret (pts)": policies["random_b_regret_pts"].map(_pts),
+        "p_within_tol": policies["p_within_tol"].map(lambda v: f"{v:.2f}"),
+        "mean readouts over orders": policies["mean_readouts_over_orders"].map(lambda v: f"{v:.1f}"),
+        "why nothing was chosen": policies["note"].fillna(""),
+    })
+    return out
+
+
+def flag_small_n(frame: pd.DataFrame, column: str = "n") -> pd.DataFrame:
+    """A ``warning`` column: rank correlations over fewer than SMALL_N configs are noise-dominated."""
+    warn = [f"n = {int(n)} < {SMALL_N}: unreliable" if int(n) < SMALL_N else "" for n in frame[column]]
+    return frame.assign(warning=warn)
+
+
+def _small_n_note(frame: pd.DataFrame) -> str:
+    """'<p class="warn">12 of 36 rows ...</p>' above a correlation table with flagged rows; '' without."""
+    flagged = int(frame["warning"].astype(bool).sum()) if "warning" in frame.columns else 0
+    if not flagged:
+        return ""
+    return (f'<p class="warn">{flagged} of {len(frame)} rows are over fewer than {SMALL_N} configs: read '
+            "their correlations as noise.</p>")
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    """A table with 3 significant digits, '-' for missing values, and warnings in red."""
+    text = frame.to_html(index=False, na_rep="-", float_format=format_value, escape=True)
+    return '<div class="scroll">' + text.replace("<td>n = ", '<td class="warn">n = ') + "</div>"
+
+
+def _settings_html(cfg: SelectionConfig, usable: int, total: int, n_readouts: int, left_out: str) -> str:
+    """The selection settings as a readable table, with what each setting does."""
+    help_text = {
+        "batch_size": "adaptive alpha window: configs visited per batch before the window is updated",
+        "top_k": "adaptive alpha window: the window spans the alphas of the top-k read-out configs",
+        "alpha_band": "alpha_band policy: the fixed alpha interval it reads (inclusive)",
+        "n_orders": "random visiting orders behind p_within_tol and the per-method evaluation",
+        "tolerance": "within-tolerance margin, as a fraction of accuracy (0.01 = 1 point)",
+        "seed": "seeds the visiting orders and the bootstrap",
+        "selection_column": "readout the policies maximise (never the test split)",
+        "report_column": "readout reported for the chosen config",
+        "combined_budget": "alpha_rankme: total readouts (None = ceil(log2 N usable))",
+        "combined_allocation": "alpha_rankme: how the budget is split over methods",
+    }
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_setting_text(v))}</td>"
+        f"<td>{html.escape(help_text.get(k, ''))}</td></tr>"
+        for k, v in asdict(cfg).items()
+    )
+    return (f"<p>{usable} usable of {total} trials; {n_readouts} readouts{html.escape(left_out)}.</p>"
+            f"<table><tr><th>setting</th><th>value</th><th>meaning</th></tr>{rows}</table>")
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return "None" if value is None else format_value(value)
+
+
+def failures_table(trials: pd.DataFrame, readouts: pd.DataFrame) -> pd.DataFrame:
+    """Failed (not COMPLETE) trials and failed readouts, one row each, with the reason recorded."""
+    rows = []
+    if "state" in trials.columns:
+        reason_col = next((c for c in ("failure_reason", "error", "note") if c in trials.columns), None)
+        for row in trials[trials["state"].astype(str).str.upper() != "COMPLETE"].to_dict("records"):
+            rows.append({"trial": int(row["trial"]), "what": "trial", "state": str(row["state"]),
+                         "reason": _reason(row.get(reason_col) if reason_col else None)})
+    if "status" in readouts.columns:
+        for row in readouts[readouts["status"].astype(str) != "completed"].to_dict("records"):
+            rows.append({"trial": int(row["trial"]), "what": "readout", "state": str(row["status"]),
+                         "reason": _reason(row.get("error"))})
+    frame = pd.DataFrame(rows, columns=["trial", "what", "state", "reason"])
+    return frame.sort_values(["trial", "what"], kind="stable").reset_index(drop=True)
+
+
+def _reason(value: Any) -> str:
+    return "no reason recorded" if _missing(value) or str(value).strip() == "" else str(value)
+
+
+def _failures_html(failures: pd.DataFrame) -> str:
+    if failures.empty:
+        return "<p>No trial and no readout failed.</p>"
+    return ("<p>Failed trials are never read nor chosen; a failed readout hides its config from every "
+            "policy, the oracle included.</p>" + _table_html(failures))
+
+
+TABLE_HELP = {
+    "policies": "one row per policy: choice, readouts, accuracies, regret",
+    "correlations": "Spearman and Kendall of each metric with test accuracy, per method and pooled",
+    "spearman_ci": "Spearman with bootstrap 95% intervals",
+    "evidence": "policies vs random-b over visiting orders, per method and pooled",
+    "budget_curve": "regret (fraction) vs readouts for the ranking strategies and random-b",
+    "trials": "every trial with its readouts",
+    "failures": "failed trials and failed readouts with reasons",
+    "risk": "risk decomposition records",
+    "readout_problems": "usable trials without a good readout",
+}
+
+
+def _tables_html(names: Sequence[str]) -> str:
+    """Links to every table, CSV and parquet, relative to the report."""
+    items = "".join(
+        f'<li><a href="tables/{n}.csv">{n}.csv</a> / <a href="tables/{n}.parquet">{n}.parquet</a>'
+        f" &mdash; {html.escape(TABLE_HELP.get(n, ''))}</li>"
+        for n in names
+    )
+    return f"<ul>{items}</ul>"
+
+
+SCATTER_CAPTION = (
+    "One point per usable config: x = a label-free metric, y = test accuracy; one column per method, each "
+    "with its own x-scale. Black rings: configs a label-free policy chose; red star: the oracle's choice; "
+    "the number beside is the trial id. Look for a monotone trend within a method: a metric worth selecting "
+    "by puts the best configs at one end. A cloud without a trend means reading its top configs is no "
+    "better than random."
+)
+BUDGET_CAPTION = (
+    "Regret (points of test accuracy) after reading b configs and choosing by validation: the b best by "
+    "RankMe (round robin over methods), the b closest to alpha = 1, or b at random (dashed: the exact "
+    "expected regret). Markers: each policy at its own readout count (legend: readouts, regret). A policy "
+    "or curve under the dashed line beats random readouts at that budget. A curve can go below 0: the "
+    "oracle chooses by validation, so a config read early can have a better test accuracy than the "
+    "oracle's (regret is measured on test)."
+)
+MONITOR_CAPTION = (
+    "Label-free metrics over training epochs, one row per method (each panel has its own scale, so one "
+    "method's loss does not flatten another's); one line per trial. Look for runs whose RankMe collapses or "
+    "whose loss diverges: their metrics at the last epoch are what the policies ranked."
+)
+CORRELATION_INTRO = (
+    "<p>Spearman and Kendall rank correlations of each label-free metric with test accuracy over usable "
+    "configs, per method and pooled. A positive value: higher metric, higher accuracy. Rows over fewer than "
+    f"{SMALL_N} configs are flagged: with so few points the sign itself is uncertain.</p>"
+)
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Any]:
+    """A bar over the report's steps (the evidence tables and figures take seconds to a minute), on a
+    terminal only: the project's rule in :mod:`sweep.progress_bar`."""
+    bar = progress(total=total, desc="report", unit="step", leave=False)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 _SPEARMAN_INTRO = (
@@ -479,11 +914,6 @@ def evidence_tables(
     return spearman, evidence
 
 
-def _notes_html(policies: pd.DataFrame) -> str:
-    notes = policy_notes(policies)
-    return "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>" if notes else ""
-
-
 _PROBLEMS_INTRO = ("<p>These usable trials have no good readout, so every policy (and the oracle) is blind to "
                    "them; the next <code>sweep select</code> reads them out again.</p>")
 
@@ -495,6 +925,28 @@ def _left_out_text(problems: pd.DataFrame) -> str:
     kinds = problems["kind"].value_counts() if "kind" in problems.columns else pd.Series(dtype=int)
     detail = ", ".join(f"{n} {k}" for k, n in kinds.items())
     return f"; {len(problems)} left out of the selection ({detail})" if detail else f"; {len(problems)} left out"
+
+
+def _figures_html(
+    usable: pd.DataFrame, curve: pd.DataFrame, policies: pd.DataFrame, monitor: pd.DataFrame, folder: Path,
+    accuracy: str,
+) -> str:
+    """The figures, titled and captioned, most telling first: regret vs budget, metric scatter, training
+    curves (a sentence instead when there are none, e.g. for a metrics table)."""
+    figures = [
+        _img_tag(plot_budget(curve, policies, folder / "regret_vs_budget.png"),
+                 "Regret vs readout budget, against random readouts", html.escape(BUDGET_CAPTION)),
+        _img_tag(plot_scatter(usable, available_metrics(usable) or ["trial"], accuracy,
+                              folder / "scatter.png", chosen_by(policies)),
+                 "Which configs each metric ranks high", html.escape(SCATTER_CAPTION)),
+    ]
+    if monitor.empty:
+        figures.append("<h3>Training curves per method</h3><p>No monitoring curves: the trials have no "
+                       "<code>run_dir/monitor.csv</code> or recorded monitor rows.</p>")
+    else:
+        figures.append(_img_tag(plot_monitoring(monitor, folder / "monitoring.png"),
+                                "Training curves per method", html.escape(MONITOR_CAPTION)))
+    return "\n".join(figures)
 
 
 def build_report(
@@ -517,52 +969,53 @@ def build_report(
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    merged = merged_table(trials, readouts)
-    policies = policy_table(trials, readouts, cfg)
-    correlations = metric_correlations(trials, readouts, cfg.report_column)
-    curve = budget_curve(trials, readouts, cfg)
-    monitor = monitoring if monitoring is not None else load_monitoring(trials)
-    spearman_ci, evidence = evidence_tables(trials, readouts, cfg, n_boot)
-    tables = {"policies": policies, "correlations": correlations, "spearman_ci": spearman_ci,
-              "evidence": evidence, "budget_curve": curve, "trials": merged}
-    if risk is not None and not risk.empty:
-        tables["risk"] = risk
     problems = readout_problems if readout_problems is not None else pd.DataFrame()
-    if not problems.empty:
-        tables["readout_problems"] = problems
-    for name, frame in tables.items():
-        _write_table(frame, out / "tables", name)
-    usable = usable_trials(merged)
-    figures = [
-        plot_scatter(
-            usable, available_metrics(usable) or ["trial"], cfg.report_column, out / "figures" / "scatter.png"
-        ),
-        plot_budget(curve, policies, out / "figures" / "regret_vs_budget.png"),
-        plot_monitoring(monitor, out / "figures" / "monitoring.png"),
-    ]
-    fmt = {"float_format": lambda v: f"{v:.4f}", "index": False, "na_rep": "-"}
-    sections = [
-        (
-            "Settings",
-            f"<pre>{html.escape(json.dumps(asdict(cfg), indent=1))}</pre>"
-            f"<p>{len(usable)} usable of {len(trials)} trials; {int(readouts.shape[0])} readouts"
-            f"{_left_out_text(problems)}.</p>",
-        ),
-        *([("Readouts left out of the selection", _PROBLEMS_INTRO + problems.to_html(**fmt))]
-          if not problems.empty else []),
-        ("Policies vs oracle", policies.to_html(**fmt) + _notes_html(policies)),
-        ("Metric vs accuracy correlations", correlations.to_html(**fmt)),
-        ("Spearman with bootstrap 95% intervals", _SPEARMAN_INTRO.format(n_boot=n_boot)
-         + spearman_ci.to_html(**fmt)),
-        ("Policies vs random-b, per method and pooled", _EVIDENCE_INTRO.format(n=cfg.n_orders)
-         + evidence.to_html(**fmt)),
-        *([_risk_section(risk, out, fmt)] if "risk" in tables else []),
-        ("Figures", "\n".join(_img_tag(p) for p in figures)),
-        (
-            "Tables",
-            "<ul>" + "".join(f"<li>tables/{n}.csv, tables/{n}.parquet</li>" for n in tables) + "</ul>",
-        ),
-    ]
+    with _progress(total=6) as bar:
+        merged = merged_table(trials, readouts)
+        usable = usable_trials(merged)
+        policies = policy_table(trials, readouts, cfg)
+        bar.update()
+        correlations = flag_small_n(metric_correlations(trials, readouts, cfg.report_column))
+        curve = budget_curve(trials, readouts, cfg)
+        monitor = monitoring if monitoring is not None else load_monitoring(trials)
+        bar.update()
+        spearman_ci, evidence = evidence_tables(trials, readouts, cfg, n_boot)
+        spearman_ci = flag_small_n(spearman_ci)
+        bar.update()
+        failures = failures_table(trials, readouts)
+        tables = {"policies": policies, "correlations": correlations, "spearman_ci": spearman_ci,
+                  "evidence": evidence, "budget_curve": curve, "trials": merged, "failures": failures}
+        if risk is not None and not risk.empty:
+            tables["risk"] = risk
+        if not problems.empty:
+            tables["readout_problems"] = problems
+        for name, frame in tables.items():
+            _write_table(frame, out / "tables", name)
+        bar.update()
+        figures = _figures_html(usable, curve, policies, monitor, out / "figures", cfg.report_column)
+        bar.update()
+        fmt = {"float_format": format_value, "index": False, "na_rep": "-"}
+        left_out = _left_out_text(problems)
+        caveats = _failure_counts(failures) + left_out
+        sections = [
+            ("What each policy chose", _headline_html(policies, len(usable), len(trials), caveats)),
+            ("Definitions", _definitions_html(cfg)),
+            ("Policies vs oracle", _table_html(policies_display(policies, cfg))),
+            ("Figures", figures),
+            *([("Readouts left out of the selection", _PROBLEMS_INTRO + problems.to_html(**fmt))]
+              if not problems.empty else []),
+            ("Failed trials and readouts", _failures_html(failures)),
+            ("Metric vs accuracy correlations",
+             CORRELATION_INTRO + _small_n_note(correlations) + _table_html(correlations)),
+            ("Spearman with bootstrap 95% intervals", _SPEARMAN_INTRO.format(n_boot=n_boot)
+             + _small_n_note(spearman_ci) + _table_html(spearman_ci)),
+            ("Policies vs random-b, per method and pooled", _EVIDENCE_INTRO.format(n=cfg.n_orders)
+             + _table_html(evidence)),
+            *([_risk_section(risk, out, fmt)] if "risk" in tables else []),
+            ("Settings", _settings_html(cfg, len(usable), len(trials), int(readouts.shape[0]), left_out)),
+            ("Tables", _tables_html(list(tables))),
+        ]
+        bar.update()
     path = out / "report.html"
     path.write_text(_html(title, sections))
     return path

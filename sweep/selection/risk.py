@@ -2,7 +2,7 @@
 
 Splits (see :mod:`sweep.readout._risk`): a trial pretrains on ``train`` + ``val`` and its probe fits
 ``train``, so S_fit = ``train``, S_held = ``val``, T = ``test``. The supervised reference
-(:mod:`sweep.readout.reference`) is trained once per (data, backbone, recipe) under
+(:mod:`sweep.train.reference`) is trained once per (data, backbone, recipe) under
 ``<sweep_dir>/risk/reference/<digest>/`` and shared by the matching trials. Results live in
 ``<sweep_dir>/risk/trial_<n>.json``; like readout jobs, a risk job never raises (it records ``status: failed``
 with the error, and a later run retries it) and reuses a completed record made with the same reference and L2.
@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from sweep.config.schema import ReadoutConfig, RiskConfig
 from sweep.jsonio import write_json_atomic
-from sweep.readout.reference import (
+from sweep.train.reference import (
     check_labels,
     load_reference,
     reference_dir,

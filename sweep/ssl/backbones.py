@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from sweep.config.schema import BACKBONE_NAMES
+from sweep.registry import Registry
+
+# name (``backbone.name``) -> builder(cfg, input_shape (C, H, W)) -> module with a ``feat_dim`` attribute
+BACKBONES: Registry[Callable[[Any, tuple[int, int, int]], nn.Module]] = Registry("backbone", field="backbone.name")
 
 
 class MLPBackbone(nn.Module):
@@ -133,21 +136,31 @@ def resnet50(in_channels: int = 3, cifar_stem: bool = True) -> ResNet:
     return ResNet(Bottleneck, (3, 4, 6, 3), in_channels, cifar_stem)
 
 
+@BACKBONES.register("mlp")
+def _mlp(cfg: Any, input_shape: tuple[int, int, int]) -> nn.Module:
+    return MLPBackbone(input_shape, list(cfg.hidden_dims))
+
+
+@BACKBONES.register("small_cnn")
+def _small_cnn(cfg: Any, input_shape: tuple[int, int, int]) -> nn.Module:
+    return SmallCNN(input_shape[0], int(cfg.width))
+
+
+@BACKBONES.register("resnet18")
+def _resnet18(cfg: Any, input_shape: tuple[int, int, int]) -> nn.Module:
+    return resnet18(input_shape[0], bool(cfg.cifar_stem))
+
+
+@BACKBONES.register("resnet50")
+def _resnet50(cfg: Any, input_shape: tuple[int, int, int]) -> nn.Module:
+    return resnet50(input_shape[0], bool(cfg.cifar_stem))
+
+
 def build_backbone(cfg: Any, input_shape: Sequence[int]) -> tuple[nn.Module, int]:
-    """Backbone named by ``cfg.name`` (BackboneConfig or DictConfig) for images of shape (C, H, W)."""
+    """Backbone named by ``cfg.name`` (BackboneConfig or DictConfig; see ``BACKBONES``) for images of shape
+    (C, H, W)."""
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {tuple(input_shape)}")
-    name = cfg.name
-    channels = int(input_shape[0])
-    if name == "mlp":
-        shape = (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
-        net: nn.Module = MLPBackbone(shape, list(cfg.hidden_dims))
-    elif name == "small_cnn":
-        net = SmallCNN(channels, int(cfg.width))
-    elif name == "resnet18":
-        net = resnet18(channels, bool(cfg.cifar_stem))
-    elif name == "resnet50":
-        net = resnet50(channels, bool(cfg.cifar_stem))
-    else:
-        raise ValueError(f"backbone.name: unknown backbone {name!r}; allowed: {', '.join(BACKBONE_NAMES)}")
+    builder = BACKBONES.get(cfg.name)
+    net = builder(cfg, (int(input_shape[0]), int(input_shape[1]), int(input_shape[2])))
     return net, int(net.feat_dim)  # type: ignore[arg-type]

@@ -2,6 +2,8 @@
 
 Target networks (MoCo key encoder, BYOL target) are deep copies without gradients and live in the
 module's state_dict, as does the MoCo queue, so a checkpoint resumes the exact training state.
+Each method is registered in ``METHODS`` by its ``method.name`` and built from its config group by
+``from_config``; a new method is a subclass plus ``@METHODS.register`` (docs/ARCHITECTURE.md, "Registries").
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sweep.config.schema import METHOD_NAMES
+from sweep.registry import Registry
 from sweep.ssl import losses
+from sweep.ssl._gather import global_batch
 from sweep.ssl.heads import build_predictor, build_projector
 
 
@@ -40,41 +43,72 @@ class SSLMethod(nn.Module):
     def after_step(self, progress: float) -> None:
         """Called after each optimiser step with progress in [0, 1]; only methods with targets override it."""
 
+    @classmethod
+    def from_config(cls, cfg: Any, backbone: nn.Module, projector: nn.Module) -> "SSLMethod":
+        """The method from its config group (``cfg.<hyperparameter>``; ``cfg.projector.out_dim`` is the
+        projector's output width); each registered method implements it."""
+        raise NotImplementedError(f"{cls.__name__}.from_config")
 
+
+# name (``method.name``) -> SSLMethod subclass; a new method is ``@METHODS.register("name")`` on its class
+METHODS: Registry[type[SSLMethod]] = Registry("method", field="method.name")
+
+
+@METHODS.register("simclr")
 class SimCLR(SSLMethod):
     def __init__(self, backbone: nn.Module, projector: nn.Module, temperature: float) -> None:
         super().__init__(backbone, projector)
         self.temperature = temperature
 
+    @classmethod
+    def from_config(cls, cfg: Any, backbone: nn.Module, projector: nn.Module) -> "SimCLR":
+        return cls(backbone, projector, float(cfg.temperature))
+
     def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
-        return losses.nt_xent(self.embed(view1), self.embed(view2), self.temperature)
+        return losses.nt_xent(global_batch(self.embed(view1)), global_batch(self.embed(view2)), self.temperature)
 
 
+@METHODS.register("barlow_twins")
 class BarlowTwins(SSLMethod):
     def __init__(self, backbone: nn.Module, projector: nn.Module, lambd: float, scale_loss: float) -> None:
         super().__init__(backbone, projector)
         self.lambd, self.scale_loss = lambd, scale_loss
 
+    @classmethod
+    def from_config(cls, cfg: Any, backbone: nn.Module, projector: nn.Module) -> "BarlowTwins":
+        return cls(backbone, projector, float(cfg.lambd), float(cfg.scale_loss))
+
     def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
-        return losses.barlow_twins_loss(self.embed(view1), self.embed(view2), self.lambd, self.scale_loss)
+        z1, z2 = global_batch(self.embed(view1)), global_batch(self.embed(view2))
+        return losses.barlow_twins_loss(z1, z2, self.lambd, self.scale_loss)
 
 
+@METHODS.register("vicreg")
 class VICReg(SSLMethod):
     def __init__(self, backbone: nn.Module, projector: nn.Module, sim_weight: float, var_weight: float,
                  cov_weight: float) -> None:
         super().__init__(backbone, projector)
         self.weights = (sim_weight, var_weight, cov_weight)
 
+    @classmethod
+    def from_config(cls, cfg: Any, backbone: nn.Module, projector: nn.Module) -> "VICReg":
+        return cls(backbone, projector, float(cfg.sim_weight), float(cfg.var_weight), float(cfg.cov_weight))
+
     def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
-        return losses.vicreg_loss(self.embed(view1), self.embed(view2), *self.weights)
+        return losses.vicreg_loss(global_batch(self.embed(view1)), global_batch(self.embed(view2)), *self.weights)
 
 
+@METHODS.register("simsiam")
 class SimSiam(SSLMethod):
     """Predictor on one branch, stop-gradient on the other; the paper's 1/2 (D(p1, z2) + D(p2, z1))."""
 
     def __init__(self, backbone: nn.Module, projector: nn.Module, predictor: nn.Module) -> None:
         super().__init__(backbone, projector)
         self.predictor = predictor
+
+    @classmethod
+    def from_config(cls, cfg: Any, backbone: nn.Module, projector: nn.Module) -> "SimSiam":
+        return cls(backbone, projector, build_predictor(int(cfg.projector.out_dim), int(cfg.predictor_hidden_dim)))
 
     def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
         z1, z2 = self.embed(view1), self.embed(view2)
@@ -105,6 +139,7 @@ def cosine_momentum(base: float, progress: float) -> float:
     return 1 - (1 - base) * (math.cos(math.pi * progress) + 1) / 2
 
 
+@METHODS.register("mocov2")
 class MoCoV2(SSLMethod):
     """Momentum key encoder + FIFO queue of normalised keys; loss as in the paper (query view1, key view2).
 
@@ -126,6 +161,11 @@ class MoCoV2(SSLMethod):
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self._pending: Tensor | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Any, backbone: nn.Module, projector: nn.Module) -> "MoCoV2":
+        return cls(backbone, projector, float(cfg.temperature), int(cfg.queue_size), float(cfg.momentum),
+                   int(cfg.projector.out_dim))
 
     @torch.no_grad()
     def keys(self, x: Tensor) -> Tensor:
@@ -153,6 +193,7 @@ class MoCoV2(SSLMethod):
         ema_update(self.key_projector, self.projector, self.momentum)
 
 
+@METHODS.register("byol")
 class BYOL(SSLMethod):
     """Online predictor regresses the EMA target's projection; sum of the two 2 - 2 cos terms (paper)."""
 
@@ -163,6 +204,11 @@ class BYOL(SSLMethod):
         self.base_momentum = base_momentum
         self.target_backbone = _frozen_copy(backbone)
         self.target_projector = _frozen_copy(projector)
+
+    @classmethod
+    def from_config(cls, cfg: Any, backbone: nn.Module, projector: nn.Module) -> "BYOL":
+        return cls(backbone, projector, build_predictor(int(cfg.projector.out_dim), int(cfg.predictor_hidden_dim)),
+                   float(cfg.momentum))
 
     @torch.no_grad()
     def targets(self, x: Tensor) -> Tensor:
@@ -180,23 +226,7 @@ class BYOL(SSLMethod):
 
 
 def build_method(method_cfg: Any, backbone: nn.Module, feat_dim: int) -> SSLMethod:
-    """Method named by ``method_cfg.name``; reads attributes only, so dataclasses and DictConfigs work."""
-    name = method_cfg.name
-    projector = build_projector(method_cfg.projector, feat_dim)
-    out_dim = int(method_cfg.projector.out_dim)
-    if name == "simclr":
-        return SimCLR(backbone, projector, float(method_cfg.temperature))
-    if name == "barlow_twins":
-        return BarlowTwins(backbone, projector, float(method_cfg.lambd), float(method_cfg.scale_loss))
-    if name == "vicreg":
-        return VICReg(backbone, projector, float(method_cfg.sim_weight), float(method_cfg.var_weight),
-                      float(method_cfg.cov_weight))
-    if name == "simsiam":
-        return SimSiam(backbone, projector, build_predictor(out_dim, int(method_cfg.predictor_hidden_dim)))
-    if name == "mocov2":
-        return MoCoV2(backbone, projector, float(method_cfg.temperature), int(method_cfg.queue_size),
-                      float(method_cfg.momentum), out_dim)
-    if name == "byol":
-        return BYOL(backbone, projector, build_predictor(out_dim, int(method_cfg.predictor_hidden_dim)),
-                    float(method_cfg.momentum))
-    raise ValueError(f"method.name: unknown method {name!r}; allowed: {', '.join(METHOD_NAMES)}")
+    """Method named by ``method_cfg.name`` (see ``METHODS``); reads attributes only, so dataclasses and
+    DictConfigs work."""
+    method = METHODS.get(method_cfg.name)
+    return method.from_config(method_cfg, backbone, build_projector(method_cfg.projector, feat_dim))

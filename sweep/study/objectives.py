@@ -10,10 +10,13 @@ learns to pick wide projectors (TPE sampled out_dim 256 in 14 of 24 trials); ``r
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
+
+from sweep.registry import Registry
 
 DIRECTIONS = ("maximize", "minimize")
 WIDTH_BIASED_METRICS = ("rankme",)  # metrics whose ceiling grows with the embedding width
@@ -22,6 +25,17 @@ WIDTH_PARAM_SUFFIX = "projector.out_dim"  # search-space keys that set the embed
 
 class ObjectiveError(ValueError):
     """A bad objective spec, or a record that lacks a usable value for one."""
+
+
+# Derived objective values: name -> f(record metrics) -> float, for objectives that are not a metric of the record
+# itself. ``{metric: <name>, direction: ...}`` uses one when the record has no metric of that name.
+OBJECTIVES: Registry[Callable[[Mapping[str, Any]], float]] = Registry("objective")
+
+
+@OBJECTIVES.register("abs_alpha_minus_1")
+def abs_alpha_minus_1(metrics: Mapping[str, Any]) -> float:
+    """alpha-ReQ's rule as one value to minimise: |alpha - 1| (same as ``{metric: alpha, target: 1}``)."""
+    return abs(float(metrics["alpha"]) - 1.0)
 
 
 class ObjectiveWarning(UserWarning):
@@ -39,7 +53,10 @@ class Objective:
         return self.metric if self.target is None else f"|{self.metric}-{self.target:g}|"
 
     def value(self, metrics: Mapping[str, Any]) -> float:
-        """The objective value from a record's metrics; ObjectiveError when it is missing or not finite."""
+        """The objective value from a record's metrics (or a derived one of ``OBJECTIVES``); ObjectiveError when
+        it is missing or not finite."""
+        if self.metric not in metrics and self.metric in OBJECTIVES:
+            metrics = {**metrics, self.metric: _derived(self.metric, metrics)}
         if self.metric not in metrics or metrics[self.metric] is None:
             raise ObjectiveError(f"missing_metric: the record has no value for '{self.metric}' "
                                  f"(metrics present: {sorted(k for k, v in metrics.items() if v is not None)})")
@@ -50,6 +67,14 @@ class Objective:
         if not math.isfinite(raw):
             raise ObjectiveError(f"nan_metric: '{self.metric}' = {raw} is not finite")
         return raw if self.target is None else abs(raw - self.target)
+
+
+def _derived(name: str, metrics: Mapping[str, Any]) -> Optional[float]:
+    """A registered derived objective; None (reported as missing) when the metrics it reads are absent."""
+    try:
+        return OBJECTIVES.get(name)(metrics)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def parse_objectives(raw: Sequence[Mapping[str, Any]] | None) -> list[Objective]:
@@ -64,6 +89,8 @@ def parse_objectives(raw: Sequence[Mapping[str, Any]] | None) -> list[Objective]
 
 
 def _parse_one(index: int, spec: Mapping[str, Any]) -> Objective:
+    if dataclasses.is_dataclass(spec) and not isinstance(spec, type):  # an ObjectiveConf of the sweeper schema
+        spec = dataclasses.asdict(spec)
     if not isinstance(spec, Mapping):
         raise ObjectiveError(f"objectives[{index}]: expected a mapping {{metric, direction | target}}, got {spec!r}")
     unknown = sorted(set(spec) - {"metric", "direction", "target"})

@@ -1,8 +1,10 @@
 """Pruning from inside a trial job: the job reports intermediate values (RankMe/alpha per epoch) and stops early.
 
-The launcher puts the trial's coordinates into the job's environment; ``reporter_from_env()`` gives ``None``
-outside a sweep, so the training job can call it unconditionally. A pruned job RETURNS ``pruned_record(...)``
-(never raises: submitit loses exception types); the sweeper tells it PRUNED.
+The sweeper puts the trial's coordinates into the job's environment, with the name of ``reporter_from_env``;
+the launch layer calls it (``sweep.reporting.reporter_from_env``) and hands the reporter to the job
+(``sweep.reporting.current_reporter``), so training code never imports this module. ``reporter_from_env()``
+gives ``None`` outside a sweep. A pruned job RETURNS ``pruned_record(...)`` (never raises: submitit loses
+exception types); the sweeper tells it PRUNED.
 """
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ from typing import Any, Optional
 
 import optuna
 
-from sweep.study.outcome import PRUNED
+from sweep.reporting import ENV_REPORTER, pruned_record  # noqa: F401 - pruned_record: re-exported for jobs
 
 ENV_STORAGE, ENV_STUDY, ENV_TRIAL_ID, ENV_TRIAL_NUMBER, ENV_PRUNER = (
     "SWEEP_STUDY_STORAGE", "SWEEP_STUDY_NAME", "SWEEP_TRIAL_ID", "SWEEP_TRIAL_NUMBER", "SWEEP_PRUNER")
+# what the launch layer calls (by name, it never imports the study) to build the reporter it hands to the job
+REPORTER_FACTORY = "sweep.study.pruning:reporter_from_env"
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,8 @@ class TrialContext:
 
     def to_env(self) -> dict[str, str]:
         return {ENV_STORAGE: self.storage_url, ENV_STUDY: self.study_name, ENV_TRIAL_ID: str(self.trial_id),
-                ENV_TRIAL_NUMBER: str(self.trial_number), ENV_PRUNER: json.dumps(self.pruner or {})}
+                ENV_TRIAL_NUMBER: str(self.trial_number), ENV_PRUNER: json.dumps(self.pruner or {}),
+                ENV_REPORTER: REPORTER_FACTORY}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Optional["TrialContext"]:
@@ -82,9 +87,3 @@ def reporter_from_env() -> Optional[TrialReporter]:
     if ctx is None or (ctx.pruner or {}).get("name", "none") in (None, "none"):
         return None
     return TrialReporter(ctx)
-
-
-def pruned_record(step: int, value: float | None = None, **extra: Any) -> dict[str, Any]:
-    """The marker a pruned job returns: a result record with status ``pruned``."""
-    return {"status": PRUNED, "failure_reason": f"pruned at step {step}" + ("" if value is None else f" ({value:.4g})"),
-            "metrics": {}, **extra}

@@ -14,7 +14,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from sweep.study.progress import progress_line as _progress_line
-from sweep.study.storage import as_storage
+from sweep.study.storage import as_storage, find_study
 
 METRIC_PREFIX = "metric_"  # user attrs holding the record's metrics
 BASE_COLUMNS = ["trial", "state", "method"]
@@ -22,7 +22,11 @@ TAIL_COLUMNS = ["record_path", "run_dir", "job_id", "failure_reason", "duration_
 
 
 def load_study(storage: str | BaseStorage | None, study_name: str) -> optuna.Study:
-    return optuna.load_study(study_name=study_name, storage=as_storage(storage))
+    """An existing study, read-only: a missing storage file or study raises ``StudyNotFoundError`` naming it
+    and listing the studies that exist, and nothing is created on the way."""
+    opened = as_storage(storage, create=False)
+    find_study(opened, study_name, storage if isinstance(storage, str) else "")
+    return optuna.load_study(study_name=study_name, storage=opened)
 
 
 def trial_row(trial: FrozenTrial, n_objectives: int) -> dict[str, Any]:

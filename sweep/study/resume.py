@@ -188,6 +188,15 @@ def requeue(study: optuna.Study, trial: FrozenTrial, why: str = LOST_PREFIX) -> 
     return new_number
 
 
+def drop_unsubmitted(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Fail a RUNNING trial whose driver died before submitting it: nothing ran, and its params may be only
+    partly stored (the kill can land between ``ask`` and the last ``suggest``), so they are not requeued; the
+    sampler proposes afresh. ``is_counted`` leaves it out of ``n_trials``."""
+    reason = f"{LOST_PREFIX} before submission: nothing ran; its proposal is dropped"
+    study._storage.set_trial_user_attr(trial._trial_id, FAILURE_REASON, reason)
+    study.tell(trial.number, state=TrialState.FAIL)
+
+
 def _owner_alive(owner: str, study_attrs: Mapping[str, Any], timeout_s: float) -> bool:
     """A trial's driver is alive when it is the study's live holder, or (same host) its pid still runs."""
     try:

@@ -25,18 +25,21 @@ from typing import Any, Optional
 import optuna
 from optuna.storages import BaseStorage
 
+from sweep.safety import CREDENTIALS, MASK, redact_text  # noqa: F401 - MASK, redact_text re-exported
+
 DEFAULT_STORAGE_DIR = ".sweep"
 DEFAULT_STORAGE_FILE = "optuna.db"
 JOURNAL_SCHEME = "journal://"
 RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 PASSWORD_ENV = "SWEEP_STORAGE_PASSWORD"
-MASK = "***"
-# scheme://user:password@ in a URL or anywhere in a text (a YAML file, an error message)
-_CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^:/@\s'\"]*:)(?P<password>[^@\s'\"]+)(?P<at>@)")
 
 
 class StorageError(ValueError):
     """A storage URL that does not name a supported backend."""
+
+
+class StudyNotFoundError(LookupError):
+    """A read-only command named a storage file or a study that does not exist (the message lists what does)."""
 
 
 def default_storage_url(base_dir: str | Path) -> str:
@@ -62,27 +65,63 @@ def normalize_storage_url(url: str | None, base_dir: str | Path = ".") -> str:
     return url
 
 
-def make_storage(url: str | None, base_dir: str | Path = ".") -> BaseStorage:
-    """An Optuna storage for ``url`` (see module doc); creates parent directories of file-backed storages."""
+def make_storage(url: str | None, base_dir: str | Path = ".", create: bool = True) -> BaseStorage:
+    """An Optuna storage for ``url`` (see module doc); creates parent directories of file-backed storages.
+
+    ``create=False`` is for read-only commands (progress, results, select): a missing SQLite or journal file
+    raises :class:`StudyNotFoundError` instead of being created, and no lock file is written beside it.
+    """
     url = normalize_storage_url(url, base_dir)
+    if not create:
+        _require_storage_file(url)
     if url.startswith(JOURNAL_SCHEME):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         from sweep.study.journal import check_and_repair
 
         path = Path(url[len(JOURNAL_SCHEME):])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         check_and_repair(path)  # a torn last line must go before anything is appended after it
         return JournalStorage(JournalFileBackend(str(path)))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///"):])
-        db.parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs["connect_args"] = {"timeout": 60}  # workers reporting intermediate values share the file
+        if not create:  # the schema exists (Optuna wrote it): no creation race to guard
+            return _rdb_storage(url, engine_kwargs)
+        db.parent.mkdir(parents=True, exist_ok=True)
         with _file_lock(db.with_name(db.name + ".lock")):  # two drivers creating the schema at once
             return _rdb_storage(url, engine_kwargs)
     engine_kwargs["pool_pre_ping"] = True
     return _rdb_storage(with_password(url), engine_kwargs)
+
+
+def _require_storage_file(url: str) -> None:
+    """A file-backed storage must already exist for a read-only command (a typo must not create a database)."""
+    if url.startswith(JOURNAL_SCHEME):
+        path = Path(url[len(JOURNAL_SCHEME):])
+    elif url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
+        path = Path(url[len("sqlite:///"):])
+    else:
+        return
+    if not path.is_file():
+        raise StudyNotFoundError(f"no storage file {path} (from --storage {mask_url(url)}): check the path; "
+                                 "a sweep prints its storage URL when it starts")
+
+
+def find_study(storage: BaseStorage, study_name: str, url: str = "") -> None:
+    """Raise :class:`StudyNotFoundError` naming the study and listing the studies that exist."""
+    names = sorted(s.study_name for s in storage.get_all_studies())
+    if study_name in names:
+        return
+    import difflib
+
+    where = f" in {mask_url(url)}" if url else ""
+    close = difflib.get_close_matches(study_name, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    listing = ", ".join(repr(n) for n in names) if names else "none"
+    raise StudyNotFoundError(f"no study {study_name!r}{where}{hint}. Studies there: {listing}")
 
 
 def _rdb_storage(url: str, engine_kwargs: dict[str, Any], attempts: int = 5) -> BaseStorage:
@@ -113,7 +152,7 @@ def _file_lock(path: Path) -> Iterator[None]:
 # ----------------------------------------------------------------------------- passwords
 def split_password(url: str) -> tuple[str, Optional[str]]:
     """``(url without its password, password or None)``; a masked password (``***``) counts as none."""
-    match = _CREDENTIALS.match(url)
+    match = CREDENTIALS.match(url)
     if match is None:
         return url, None
     password = match.group("password")
@@ -124,11 +163,6 @@ def split_password(url: str) -> tuple[str, Optional[str]]:
 def mask_url(url: Optional[str]) -> str:
     """The URL with its password replaced by ``***`` (for files and messages)."""
     return redact_text(url or "")
-
-
-def redact_text(text: str) -> str:
-    """Every ``scheme://user:password@`` in ``text`` with the password masked."""
-    return _CREDENTIALS.sub(lambda m: f"{m.group('head')}{MASK}{m.group('at')}", text)
 
 
 def with_password(url: str) -> str:
@@ -167,5 +201,5 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def as_storage(storage: str | BaseStorage | None, base_dir: str | Path = ".") -> BaseStorage:
-    return storage if isinstance(storage, BaseStorage) else make_storage(storage, base_dir)
+def as_storage(storage: str | BaseStorage | None, base_dir: str | Path = ".", create: bool = True) -> BaseStorage:
+    return storage if isinstance(storage, BaseStorage) else make_storage(storage, base_dir, create=create)

@@ -11,6 +11,7 @@ job is submitted.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
 import math
@@ -20,7 +21,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,7 +29,9 @@ import optuna
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.trial import Trial, TrialState
 
+from sweep.config.sweeper import DEFAULT_VALIDATE_FN, SweepConfigError, SweepSettings
 from sweep.launch.trial import compose_trial_config, trial_run_dir, with_record_file
+from sweep.progress_bar import logging_beside, progress
 from sweep.safety import secure_dir
 from sweep.study import resume
 from sweep.study.objectives import (
@@ -40,7 +43,7 @@ from sweep.study.objectives import (
     parse_objectives,
     width_warning,
 )
-from sweep.study.outcome import COMPLETED, FAILED, PRUNED, TrialOutcome, outcome_from_exception
+from sweep.launch.outcome import COMPLETED, FAILED, PRUNED, TrialOutcome, outcome_from_exception
 from sweep.study.progress import progress_line
 from sweep.study.pruning import TrialContext
 from sweep.study.results import METRIC_PREFIX, export_results
@@ -56,12 +59,7 @@ from sweep.study.storage import (
 )
 
 log = logging.getLogger("sweep.study")
-DEFAULT_VALIDATE_FN = "sweep.config.validate.validate_train_config"
 SWEEP_INFO_FILE = "sweep_study.json"
-
-
-class SweepConfigError(ValueError):
-    """The sweep cannot start: bad sweeper settings, override, search space or composed trial config."""
 
 
 class SweepAbortedError(RuntimeError):
@@ -75,60 +73,6 @@ class DriverStopped(SystemExit):
 
 class DriverSupersededError(RuntimeError):
     """Another driver holds the study now (this one was judged lost): stop without touching its jobs."""
-
-
-@dataclass
-class SweepSettings:
-    """The sweeper config as plain values (see hydra_plugins.sweep_plugins.config for the documented fields)."""
-
-    study_name: Optional[str] = None
-    storage: Optional[str] = None
-    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe", "seed": None, "options": {}})
-    objectives: list[dict[str, Any]] = field(default_factory=lambda: [{"metric": "rankme"}])
-    n_trials: int = 20
-    n_jobs: int = 1
-    max_failure_ratio: float = 0.5
-    min_finished_before_abort: int = 5
-    pruner: Optional[dict[str, Any]] = None
-    search_space: dict[str, Any] = field(default_factory=dict)
-    validate_fn: Optional[str] = DEFAULT_VALIDATE_FN
-    validate_configs: bool = True
-    dedupe: bool = True
-    poll_interval_s: float = 0.05
-    assume_foreign_drivers_dead: bool = True  # deprecated, ignored: liveness is by heartbeat (driver_timeout_s)
-    driver_heartbeat_s: float = resume.DEFAULT_HEARTBEAT_S
-    driver_timeout_s: float = resume.DEFAULT_TIMEOUT_S
-    claim_settle_s: float = 0.5
-    export_results: bool = True
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "SweepSettings":
-        plain = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-                 for k, v in (cfg.items() if not isinstance(cfg, DictConfig) else
-                              OmegaConf.to_container(cfg, resolve=True).items())}
-        plain = {k: v for k, v in plain.items() if k != "_target_"}
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(plain) - known)
-        if unknown:
-            raise SweepConfigError(f"hydra.sweeper: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        settings = cls(**plain)
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        if not isinstance(self.n_trials, int) or self.n_trials < 1:
-            raise SweepConfigError(f"hydra.sweeper.n_trials={self.n_trials!r}: must be an integer >= 1 "
-                                   f"(the study's total, counted across re-runs)")
-        if not isinstance(self.n_jobs, int) or self.n_jobs < 1:
-            raise SweepConfigError(f"hydra.sweeper.n_jobs={self.n_jobs!r}: must be an integer >= 1")
-        if not 0.0 <= float(self.max_failure_ratio) <= 1.0:
-            raise SweepConfigError(f"hydra.sweeper.max_failure_ratio={self.max_failure_ratio}: must be in [0, 1]")
-        if self.min_finished_before_abort < 1:
-            raise SweepConfigError("hydra.sweeper.min_finished_before_abort: must be >= 1")
-        if not 0 < float(self.driver_heartbeat_s) * 3 <= float(self.driver_timeout_s):
-            raise SweepConfigError(f"hydra.sweeper.driver_heartbeat_s={self.driver_heartbeat_s}, driver_timeout_s="
-                                   f"{self.driver_timeout_s}: need 0 < 3 * driver_heartbeat_s <= driver_timeout_s "
-                                   f"(a live driver must never look lost)")
 
 
 @dataclass
@@ -158,18 +102,17 @@ class AskTellSweeper:
         s = self.settings
         try:
             space = parse_search_space(s.search_space)
-            objectives = parse_objectives(s.objectives)
-            sampler_name = (s.sampler or {}).get("name", "tpe")
-            make_sampler(sampler_name, (s.sampler or {}).get("seed"), (s.sampler or {}).get("options"),
-                         space, len(objectives))
-            make_pruner((s.pruner or {}).get("name"), (s.pruner or {}).get("options"))
+            objectives = parse_objectives(s.objective_dicts())
+            sampler, pruner = s.sampler_dict(), s.pruner_dict()
+            make_sampler(sampler["name"], sampler["seed"], sampler["options"], space, len(objectives))
+            make_pruner(pruner["name"], pruner["options"])
         except (ValueError, SamplerConfigError) as err:
             raise SweepConfigError(str(err)) from None
         clash = sorted({o.split("=", 1)[0].lstrip("+~") for o in fixed} & set(space.names))
         if clash:
             raise SweepConfigError(f"override(s) {clash} are also in the search space; remove them from the "
                                    f"command line or from hydra.sweeper.search_space")
-        if len(objectives) > 1 and (s.pruner or {}).get("name", "none") not in (None, "none"):
+        if len(objectives) > 1 and s.pruner_dict()["name"] not in (None, "none"):
             raise SweepConfigError("hydra.sweeper.pruner: Optuna cannot prune multi-objective studies; "
                                    "use pruner.name=none with several objectives")
         warn_width_objective(objectives, space)
@@ -179,7 +122,10 @@ class AskTellSweeper:
 
     def validate_trial_configs(self, fixed: list[str], space: SearchSpace) -> int:
         """Compose (and validate with the hook) one config per categorical combination at both numeric ends."""
-        hook = load_validate_fn(self.settings.validate_fn)
+        path = self.settings.validate_fn
+        if path == DEFAULT_VALIDATE_FN and not runs_train_job(self.task_function):
+            path = None  # the default checks `sweep train`'s config; a user's own app has its own schema
+        hook = load_validate_fn(path)
         count = 0
         for assignment in space.boundary_assignments():
             overrides = [*fixed, *to_overrides(assignment)]
@@ -207,7 +153,7 @@ class AskTellSweeper:
         heartbeat = resume.Heartbeat(lambda: make_storage(storage_url), study.study_name, self.me,
                                      self.settings.driver_heartbeat_s).start()
         try:
-            sampler_cfg = self.settings.sampler or {}
+            sampler_cfg = self.settings.sampler_dict()
             n_existing = len(study.get_trials(deepcopy=False))
             study.sampler = make_sampler(sampler_cfg.get("name", "tpe"),
                                          derive_seed(sampler_cfg.get("seed"), n_existing),
@@ -216,7 +162,9 @@ class AskTellSweeper:
             n_trials = self.capped_n_trials(space)
             self.launcher = self._instantiate_launcher()
             self._write_sweep_info(sweep_dir, storage_url, study.study_name)
+            study.set_user_attr("sweep_dir", str(sweep_dir))  # `sweep progress/results` print the select command
             adopted = self.recover_lost(study)
+            announce_start(study.study_name, storage_url, sweep_dir, n_trials, self.settings.n_jobs)
             loop = _Loop(self, study, storage_url, space, objectives, fixed, n_trials, heartbeat, adopted)
             loop.run()
         finally:
@@ -225,13 +173,14 @@ class AskTellSweeper:
                 resume.release_study(study, self.me)
             if self.settings.export_results:
                 _export_quietly(study, sweep_dir)
+        announce_end(study, storage_url, sweep_dir, self.settings.export_results)
         return study
 
     def open_study(self, objectives: list[Objective]) -> tuple[optuna.Study, str]:
         assert self.config is not None
         base_dir = _original_cwd(self.config)
         storage_url = normalize_storage_url(self.settings.storage, base_dir)
-        name = self.settings.study_name or str(self.config.hydra.job.name)
+        name = self.settings.study_name or default_study_name(self.config)
         study = optuna.create_study(study_name=name, storage=make_storage(storage_url), load_if_exists=True,
                                     directions=directions(objectives))
         wanted = [d.upper() for d in directions(objectives)]
@@ -253,6 +202,12 @@ class AskTellSweeper:
         Never leaves a second writer: a trial is only requeued when no job of it can still run."""
         adopted = []
         for frozen in resume.lost_trials(study, self.me, self.settings.driver_timeout_s):
+            if not frozen.user_attrs.get("job_id") and not frozen.user_attrs.get("submitted"):
+                # lost between ask and submit: its params may be partial and no job ever ran
+                resume.drop_unsubmitted(study, frozen)
+                log.warning("[sweep] trial %d was asked but never submitted by a lost driver: failed, not "
+                            "requeued (nothing ran)", frozen.number)
+                continue
             handle = _adopt(frozen.user_attrs)
             if handle is None:
                 new = resume.requeue(study, frozen)
@@ -269,7 +224,7 @@ class AskTellSweeper:
 
     def capped_n_trials(self, space: SearchSpace) -> int:
         n = self.settings.n_trials
-        if (self.settings.sampler or {}).get("name") == "grid" and n > space.grid_size():
+        if self.settings.sampler_dict()["name"] == "grid" and n > space.grid_size():
             log.warning("[sweep] n_trials=%d > grid size %d: running the grid once", n, space.grid_size())
             return space.grid_size()
         return n
@@ -311,11 +266,14 @@ class _Loop:
                      self.study.study_name, self.n_trials - self.budget, self.n_trials)
             return
         previous = _install_stop_handlers()
+        self.bar = progress(total=self.n_trials, initial=self.n_trials - self.budget - len(self.running),
+                            desc=f"sweep {self.study.study_name}", unit="trial")
         try:
-            if hasattr(self.launcher, "submit_batch"):
-                self._run_async()
-            else:
-                self._run_batches()
+            with logging_beside(self.bar):
+                if hasattr(self.launcher, "submit_batch"):
+                    self._run_async()
+                else:
+                    self._run_batches()
         except DriverSupersededError:
             self.running.clear()  # its jobs belong to the driver that took over
             raise
@@ -326,6 +284,7 @@ class _Loop:
             self._requeue_running()
             raise
         finally:
+            self.bar.close()
             _restore_handlers(previous)
 
     def _check_superseded(self) -> None:
@@ -413,8 +372,10 @@ class _Loop:
         return None
 
     def _trial_env(self, trial: Trial) -> TrialContext:
-        pruner = self.settings.pruner
-        if pruner and pruner.get("name", "none") not in (None, "none") and len(self.objectives) == 1:
+        pruner: Optional[dict[str, Any]] = self.settings.pruner_dict()
+        if pruner["name"] in (None, "none"):
+            pruner = None  # the job then looks for no reporter
+        elif len(self.objectives) == 1:
             # the job reports the objective itself at each monitoring step (RankMe, |alpha - target|, ...)
             objective = self.objectives[0]
             pruner = {**pruner, "objective": {"metric": objective.metric, "target": objective.target}}
@@ -430,6 +391,7 @@ class _Loop:
             if not asked:
                 continue
             for trial, params in asked:
+                trial.set_user_attr("submitted", True)  # a foreign launcher gives no job id to record
                 self.running[trial.number] = _Running(trial, None, params)
             job_overrides = [[*self.fixed, *to_overrides(params)] for _, params in asked]
             returns = self.launcher.launch(job_overrides, initial_job_idx=asked[0][0].number)
@@ -448,8 +410,13 @@ class _Loop:
             self.finished[resume.params_key(run.params)] = self.study._storage.get_trial(run.trial._trial_id)
         detail = "" if state == TrialState.COMPLETE else f" ({outcome.failure_reason})"
         log.info("[sweep] trial %d %s%s", run.trial.number, state.name, detail)
-        log.info(progress_line(self.study.get_trials(deepcopy=False), self.study.directions, self.labels,
-                               self.n_trials))
+        line = progress_line(self.study.get_trials(deepcopy=False), self.study.directions, self.labels,
+                             self.n_trials)
+        log.info(line)
+        bar = getattr(self, "bar", None)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(line.split(" | ", 1)[-1], refresh=False)
 
     def _store_outcome(self, trial: Trial, outcome: TrialOutcome) -> TrialState:
         """Record attrs, then tell; returns the state told."""
@@ -505,6 +472,43 @@ class _Loop:
 
 
 # ----------------------------------------------------------------------------- helpers
+GENERIC_JOB_NAMES = ("job", "train", "main", "app", "my_app")
+
+
+def default_study_name(config: DictConfig) -> str:
+    """The experiment and search-space names (``demo``, ``testbed_mnist-grid_lr``): a name a user can guess
+    and retype, where Hydra's job name is ``job`` for every ``sweep train -m``. Falls back to the job name
+    when it says something, else ``sweep``."""
+    choices = OmegaConf.select(config, "hydra.runtime.choices", default=None) or {}
+    parts = [str(choices[key]).replace("/", "-") for key in ("experiment", "search_space") if choices.get(key)]
+    if parts:
+        return "-".join(dict.fromkeys(parts))
+    job = str(OmegaConf.select(config, "hydra.job.name", default="") or "")
+    return job if job and job not in GENERIC_JOB_NAMES else "sweep"
+
+
+def announce_start(study_name: str, storage_url: str, sweep_dir: Path, n_trials: int, n_jobs: int) -> None:
+    """Where the sweep's study and runs are, before the first trial (what every follow-up command needs)."""
+    print(f"[sweep] study {study_name!r} in {mask_url(storage_url)}\n"
+          f"[sweep] runs in {sweep_dir} | {n_trials} trials, {n_jobs} at a time "
+          "(rerun the same command to resume)", flush=True)
+
+
+def announce_end(study: optuna.Study, storage_url: str, sweep_dir: Path, exported: bool) -> None:
+    """The outcome in counts, where the table is, and the next commands."""
+    import shlex
+
+    states = [t.state for t in study.get_trials(deepcopy=False) if resume.is_counted(t)]
+    counts = ", ".join(f"{sum(s == state for s in states)} {label}" for state, label in
+                       ((TrialState.COMPLETE, "completed"), (TrialState.FAIL, "failed"),
+                        (TrialState.PRUNED, "pruned")))
+    flags = shlex.join(["--storage", mask_url(storage_url), "--study", study.study_name])
+    table = f"\n[sweep] trials table: {sweep_dir / 'trials.parquet'} (+ .csv)" if exported else ""
+    print(f"[sweep] study {study.study_name!r} finished: {counts}{table}\n"
+          f"[sweep] next: sweep progress {flags}\n"
+          f"[sweep]       sweep select {flags} --sweep-dir {shlex.quote(str(sweep_dir))}", flush=True)
+
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -586,6 +590,20 @@ def warn_width_objective(objectives: Sequence[Objective], space: SearchSpace) ->
     return message
 
 
+def runs_train_job(task_function: Any) -> bool:
+    """Whether the sweep's task is our train job (``sweep train`` or ``python -m sweep.train.job``, where its
+    module is ``__main__``): judged by the file its code lives in."""
+    import inspect
+
+    target = inspect.unwrap(task_function) if callable(task_function) else None
+    try:
+        source = inspect.getsourcefile(target) if target is not None else None
+    except TypeError:
+        return False
+    train_job = importlib.util.find_spec("sweep.train.job")
+    return bool(source and train_job and train_job.origin and Path(source).resolve() == Path(train_job.origin).resolve())
+
+
 def load_validate_fn(path: Optional[str]) -> Optional[Callable[[DictConfig], Any]]:
     """``module.attr`` (or ``module:attr``) -> callable. The default hook is skipped when its module is absent."""
     if not path:
@@ -645,9 +663,10 @@ def _safe_result(handle: Any) -> TrialOutcome:
 def _outcome_from_job_return(ret: Any) -> TrialOutcome:
     from hydra.core.utils import JobStatus
 
-    from sweep.study.outcome import outcome_from_return
+    from sweep.launch.outcome import outcome_from_return
+    from sweep.reporting import as_record
 
-    outcome = (outcome_from_return(ret.return_value) if ret.status == JobStatus.COMPLETED
+    outcome = (outcome_from_return(as_record(ret.return_value)) if ret.status == JobStatus.COMPLETED
                else outcome_from_exception(ret._return_value))
     run_dir = outcome.record.get("run_dir") or getattr(ret, "working_dir", None)
     return with_record_file(outcome, str(run_dir)) if run_dir else outcome

@@ -14,11 +14,23 @@ import torch
 from torch import nn
 
 from sweep.config.schema import MetricsConfig
-from sweep.metrics import MetricInputError, SpectralAccumulator, lidar, monitoring_metrics, normalized_rankme
+from sweep.metrics import (MetricInputError, SpectralAccumulator, lidar, monitoring_metrics, normalized_rankme,
+                           registered_row)
 
 Accumulators = tuple[SpectralAccumulator, SpectralAccumulator]  # (backbone, projector)
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 LIDAR_SEED_OFFSET = 7919  # LiDAR views use their own generator so monitoring never shifts training RNG
+
+
+def extract_batch(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(backbone features, projector embeddings) of one batch as float32, on its device; the backbone runs
+    once when ``embed`` is ``SSLMethod``'s own (projector of the backbone output)."""
+    from sweep.ssl.methods import SSLMethod
+
+    f = model.features(x)
+    plain = isinstance(model, SSLMethod) and type(model).embed is SSLMethod.embed
+    z = model.projector(f) if plain else model.embed(x)
+    return f.float(), z.float()
 
 
 @torch.no_grad()
@@ -33,7 +45,7 @@ def extract(model: nn.Module, images: torch.Tensor, batch_size: int, device: tor
     feats, embs, accs = [], [], None
     for start in range(0, images.shape[0], batch_size):
         x = images[start : start + batch_size].to(device, non_blocking=True)
-        f, z = model.features(x).float(), model.embed(x).float()
+        f, z = extract_batch(model, x)
         if accumulate:
             accs = accs or (SpectralAccumulator(f.shape[1]), SpectralAccumulator(z.shape[1]))
             accs[0].update(f)
@@ -68,7 +80,7 @@ def monitor_row(model: nn.Module, images: torch.Tensor, cfg: MetricsConfig, devi
     (k-means on one point is meaningless) and return the reason.
     """
     try:
-        feats, _, accs = extract(model, images, cfg.extract_batch_size, device, accumulate=True)
+        feats, embs, accs = extract(model, images, cfg.extract_batch_size, device, accumulate=True)
         assert accs is not None
         row = spectral_row(accs[0], accs[1], cfg)
     except MetricInputError as err:  # NaN/inf features or sums that overflow: the training diverged
@@ -80,6 +92,7 @@ def monitor_row(model: nn.Module, images: torch.Tensor, cfg: MetricsConfig, devi
                                           previous_labels)
     row.update(clusters)
     row.setdefault("ami_checkpoint", None)
+    row.update(registered_row(feats, embs))  # metrics registered in sweep.metrics.METRICS (not streamed)
     row["lidar"] = lidar_score(model, images, augment, cfg, seed, device) if cfg.lidar_views >= 2 else None
     return row, labels, None
 

@@ -8,6 +8,11 @@ import torch
 from torch import nn
 
 from sweep.config.schema import OptimConfig
+from sweep.registry import Registry
+
+OptimizerBuilder = Callable[[list[torch.Tensor], OptimConfig], torch.optim.Optimizer]
+# name (``optim.name``) -> builder(trainable params, cfg); a new optimiser is ``@OPTIMIZERS.register("name")``
+OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer", field="optim.name")
 
 
 class LARS(torch.optim.Optimizer):
@@ -51,36 +56,30 @@ class LARS(torch.optim.Optimizer):
         p.add_(buf, alpha=-group["lr"])
 
 
+@OPTIMIZERS.register("adam")
 def _adam(params: list[torch.Tensor], cfg: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+@OPTIMIZERS.register("adamw")
 def _adamw(params: list[torch.Tensor], cfg: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+@OPTIMIZERS.register("sgd")
 def _sgd(params: list[torch.Tensor], cfg: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+@OPTIMIZERS.register("lars")
 def _lars(params: list[torch.Tensor], cfg: OptimConfig) -> torch.optim.Optimizer:
     return LARS(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                 trust_coefficient=cfg.trust_coefficient)
 
 
-OPTIMIZERS: dict[str, Callable[[list[torch.Tensor], OptimConfig], torch.optim.Optimizer]] = {
-    "adam": _adam,
-    "adamw": _adamw,
-    "sgd": _sgd,
-    "lars": _lars,
-}
-
-
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """The optimiser named by ``cfg.name`` over the trainable parameters (EMA targets excluded)."""
-    if cfg.name not in OPTIMIZERS:
-        raise ValueError(f"optim.name={cfg.name!r}: allowed one of {sorted(OPTIMIZERS)}")
-    return OPTIMIZERS[cfg.name]([p for p in model.parameters() if p.requires_grad], cfg)
+    return OPTIMIZERS.get(cfg.name)([p for p in model.parameters() if p.requires_grad], cfg)
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, scheduler: str) -> float:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 
 def validate(cfg: DictConfig) -> None:
-    """Validation hook used by the tests (stands in for sweep.config.validate.validate_train_config)."""
+    """Validation hook used by the tests (stands in for sweep.train.validate.validate_train_config)."""
     if cfg.sleep < 0:
         raise ValueError(f"sleep={cfg.sleep}: must be >= 0")
     if cfg.method.name == "simclr" and not 0.0 < cfg.method.temperature <= 1.0:

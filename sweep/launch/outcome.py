@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-COMPLETED, FAILED, PRUNED = "completed", "failed", "pruned"
+from sweep.reporting import COMPLETED, FAILED, PRUNED  # noqa: F401 - one definition, re-exported to launchers
 DISK_FULL = "disk full (ENOSPC)"  # named first in a failure reason: the fix is on the disk, not in the trial
 _ENOSPC_MARKERS = ("No space left on device", "ENOSPC", "Errno 28")
 
