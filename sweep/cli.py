@@ -2,6 +2,7 @@
 
     sweep demo                      offline demo sweep -> selection -> report
     sweep train [overrides...]      one SSL training run (Hydra; add -m and hydra/sweeper=sweep_optuna for a sweep)
+    sweep readout RUN_DIR [--features projector]   linear probe + kNN on one run's saved features
     sweep results --storage URL --study NAME [--out trials.parquet]
     sweep progress --storage URL --study NAME
     sweep select --storage URL --study NAME --sweep-dir DIR [--launcher local] [--out DIR]
@@ -67,6 +68,11 @@ def _build_parser() -> argparse.ArgumentParser:
     results.add_argument("--out", type=Path, default=None,
                          help="a .parquet path (a .csv is written beside it) or a folder; default: print the table")
 
+    readout = sub.add_parser("readout", help="linear probe + kNN on one run's saved features (sweep train's output)")
+    readout.add_argument("run_dir", type=Path, help="the run directory (holds result.json and features/)")
+    readout.add_argument("--features", choices=("backbone", "projector"), default=None,
+                         help="which features to read out (default: the run's readout.features, else backbone)")
+
     progress = sub.add_parser("progress", help="print running / done / failed / pruned counts and the best trial")
     _add_study_args(progress)
 
@@ -105,17 +111,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _run_train(argv: Sequence[str]) -> int:
-    from sweep.config.suggest import override_problems
-
-    problems = override_problems(argv)
-    if problems:
-        for problem in problems:
-            print(f"sweep train: {problem}", file=sys.stderr)
-        return 2
-    from sweep.train.job import main as train_main
+    from sweep.train.job import cli_main
 
     sys.argv = ["sweep-train", *argv]
-    train_main()
+    cli_main()
     return 0
 
 
@@ -130,6 +129,40 @@ def _run_results(args: argparse.Namespace) -> int:
         for kind, path in export_results(args.storage, args.study, args.out).items():
             print(f"{kind}: {path}")
         print(f"next: {_select_command(args.storage, args.study)}")
+    return 0
+
+
+def _run_readout(args: argparse.Namespace) -> int:
+    """Read out one run the way `sweep select` reads out a sweep's trials; stored beside its record."""
+    import dataclasses
+    import math
+
+    from sweep.config.schema import ReadoutConfig
+    from sweep.selection.readouts import readout_job
+
+    record_path = args.run_dir / "result.json"
+    if not record_path.is_file():
+        print(f"sweep readout: no {record_path}: give the run directory that `sweep train` printed",
+              file=sys.stderr)
+        return 2
+    import json
+
+    record = json.loads(record_path.read_text())
+    cfg = {**dataclasses.asdict(ReadoutConfig()), **((record.get("config") or {}).get("readout") or {})}
+    if args.features:
+        cfg["features"] = args.features
+    out_path = args.run_dir / f"readout_{cfg['features']}.json"
+    result = readout_job(0, str(record_path), str(out_path), cfg)
+    if result["status"] != "completed":
+        print(f"sweep readout: failed: {result['error']}", file=sys.stderr)
+        return 1
+    knn = result["knn_accuracy"]
+    knn_text = "" if knn is None or math.isnan(knn) else f"; kNN (k={cfg['knn_k']}) test {knn:.1%}"
+    print(f"linear probe on {cfg['features']} features: val {result['val_accuracy']:.1%}, "
+          f"test {result['test_accuracy']:.1%} (L2 {result['best_l2']:.0e} chosen on val){knn_text}\n"
+          f"readout: {out_path}\n"
+          "next: sweep this configuration's hyperparameters without labels: README, 'Everyday use' "
+          "(sweep train -m ...)")
     return 0
 
 
@@ -301,7 +334,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _run_train(argv[1:])
     args = _build_parser().parse_args(argv)
     handlers = {"results": _run_results, "progress": _run_progress, "select": _run_select, "demo": _run_demo,
-                "risk": _run_risk}
+                "risk": _run_risk, "readout": _run_readout}
     from sweep.study.storage import StorageError, StudyNotFoundError
 
     try:

@@ -123,6 +123,13 @@ def test_mistyped_group_key_or_option_gets_did_you_mean(override: str, says: str
     assert "_schema" not in proc.stderr
 
 
+def test_module_entry_gets_did_you_mean_too() -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "sweep.train.job", "data=digitz"], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 2 and "(did you mean data=digits?)" in proc.stderr, proc.stderr
+
+
 def test_valid_overrides_pass_the_check() -> None:
     from sweep.config.suggest import override_problems
 
@@ -140,3 +147,10 @@ def test_default_validator_applies_only_to_the_train_job() -> None:
     assert runs_train_job(job.main) and runs_train_job(job.train)
     assert not runs_train_job(lambda cfg: {"rankme": 1.0})
     assert not runs_train_job(None)
+
+
+def test_readout_of_a_missing_run_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["readout", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert f"no {tmp_path / 'nope' / 'result.json'}" in err and "Traceback" not in err
+    assert _files(tmp_path) == set()

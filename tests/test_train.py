@@ -272,11 +272,15 @@ def test_run_prints_its_dir_progress_and_a_probe_command_that_runs(
     assert "sweep train: completed after 2 epoch(s)" in out and str(run_dir / "result.json") in out
     assert "epochs: 100%" in err and "rankme=" in err  # the bar, with RankMe in its postfix
     command = out.strip().splitlines()[-1].strip()
-    assert command.startswith("python -c ")
+    assert command == f"sweep readout {run_dir}"
     argv = shlex.split(command)
-    probe = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, timeout=120,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
-    assert probe.returncode == 0 and "ProbeResult(val_accuracy=" in probe.stdout, probe.stderr[-2000:]
+    probe = subprocess.run([sys.executable, "-m", "sweep.cli", *argv[1:]], capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert "linear probe on backbone features: val " in probe.stdout and "kNN (k=" in probe.stdout
+    assert f"readout: {run_dir / 'readout_backbone.json'}" in probe.stdout
+    stored = json.loads((run_dir / "readout_backbone.json").read_text())
+    assert stored["status"] == "completed" and 0.0 <= stored["test_accuracy"] <= 1.0
     monkeypatch.setenv("SWEEP_PROGRESS", "0")
     _run(job, tmp_path, "quiet", [])
     assert "epochs:" not in capsys.readouterr().err

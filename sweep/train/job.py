@@ -439,12 +439,11 @@ def announce_start(run_dir: Path) -> None:
     print(f"sweep train: run dir {run_dir}", flush=True)
 
 
-def _probe_command(feats: Path) -> str:
-    """A shell line that fits the linear probe on the saved backbone features (train / val / test)."""
-    code = (f"import numpy as np; from sweep.readout import linear_probe; d='{feats}'; "
-            "a=[np.load(f'{d}/{s}_{k}.npy') for s in ('train','val','test') for k in ('backbone','labels')]; "
-            "print(linear_probe(*a, device='cpu'))")
-    return f'  python -c "{code}"'
+def _probe_command(run_dir: Path) -> str:
+    """The shell line that reads this run out (linear probe + kNN on its saved backbone features)."""
+    import shlex
+
+    return f"  sweep readout {shlex.quote(str(run_dir))}"
 
 
 def announce_end(record: dict[str, Any], run_dir: Path) -> None:
@@ -457,8 +456,8 @@ def announce_end(record: dict[str, Any], run_dir: Path) -> None:
     if record["features"]:
         feats = run_dir / "features"
         lines += [f"  features    {feats}/{{train,val,test}}_{{backbone,projector,labels}}.npy",
-                  "next: linear-probe readout of these features:",
-                  _probe_command(feats)]
+                  "next: read it out (linear probe + kNN on the backbone features):",
+                  _probe_command(run_dir)]
     print("\n".join(lines), flush=True)
 
 
@@ -514,5 +513,20 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     return train(cfg)
 
 
-if __name__ == "__main__":
+def cli_main() -> None:
+    """``sweep train``, ``sweep-train`` and ``python -m sweep.train.job``: a mistyped group, key or option gets
+    a did-you-mean line (exit 2) before Hydra composes anything."""
+    import sys
+
+    from sweep.config.suggest import override_problems
+
+    problems = override_problems(sys.argv[1:])
+    for problem in problems:
+        print(f"sweep train: {problem}", file=sys.stderr)
+    if problems:
+        raise SystemExit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli_main()
