@@ -155,10 +155,13 @@ def run_readouts(
 
 def _wait_with_progress(jobs: Sequence[Any], outputs: Sequence[Path], show: bool,
                         poll_s: float = 0.5) -> None:
-    """Wait for the jobs, counting readout files as they land (a job may read out several trials)."""
+    """Wait for the jobs, counting readout files as they land (a job may read out several trials). With no bar
+    shown there is nothing to count: the caller's ``job.result()`` waits without a polling delay."""
     from sweep.progress_bar import progress
 
     bar = progress(total=len(outputs), desc="readouts", unit="trial", enabled=show)
+    if bar.disable:
+        return
     try:
         while not all(_done(job) for job in jobs):
             bar.update(sum(p.exists() for p in outputs) - bar.n)
