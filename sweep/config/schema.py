@@ -178,6 +178,15 @@ class SelectionConfig:
     report_column: str = "test_accuracy"  # readout column reported for the chosen config
     combined_budget: Optional[int] = None  # alpha_rankme: total readouts; None = ceil(log2 N usable)
     combined_allocation: str = "adaptive"  # alpha_rankme: adaptive (1 per method, then best method) | proportional
+    # guided reader (sweep.selection.guided; defaults pre-registered in benchmarks/guided_preregistration.md)
+    guided_surrogate: str = "gp"  # gp | ard | bayes_ridge (sweep.selection.surrogate.SURROGATES)
+    guided_metrics: bool = True  # the label-free metrics as features too, beside the hyperparameters
+    guided_tol: float = 1.0  # points: stop once no unread config is likely to beat the best read by more
+    guided_delta: float = 0.1  # ... with probability below delta
+    guided_budget: Optional[int] = None  # most readouts; None = 2 (ceil(log2 N) + 2)
+    guided_first: str = "rankme"  # read first: highest of this label-free column ("-col": lowest; "none")
+    guided_init: int = 3  # finite readouts before the model is first fitted
+    prediction_level: float = 0.8  # central probability of the predicted-accuracy intervals
 
 
 # ----------------------------------------------------------------------------- risk decomposition (Dubois et al.)

@@ -1,5 +1,6 @@
 """Label-free selection of SSL hyperparameters: policies, readout jobs and the comparison report."""
 
+from sweep.selection.guided import GuidedSettings, guided, ridge_reader  # registers both policies
 from sweep.selection.pipeline import (ExecutorReadout, TableReadout, pending_trials, run_readouts, select,
                                       select_and_report)
 from sweep.selection.policies import (
@@ -27,6 +28,7 @@ __all__ = [
     "POLICIES",
     "CountingReadout",
     "ExecutorReadout",
+    "GuidedSettings",
     "Policy",
     "ReadoutRecord",
     "SelectionError",
@@ -37,6 +39,7 @@ __all__ = [
     "alpha_rankme",
     "calibrated_rank",
     "combined_order",
+    "guided",
     "load_readouts",
     "oracle",
     "pending_trials",
@@ -46,6 +49,7 @@ __all__ = [
     "readout_job",
     "register_policy",
     "readout_path",
+    "ridge_reader",
     "run_policies",
     "run_readouts",
     "select",

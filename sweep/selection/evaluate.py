@@ -36,6 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from sweep.config.schema import SelectionConfig
+from sweep.selection.surrogate import KNOWN_METRICS, NOT_METRICS, label_free_metrics
 from sweep.selection.policies import (
     POLICIES,
     Policy,
@@ -51,24 +52,9 @@ from sweep.selection.policies import (
 )
 
 POOLED = "pooled"
-POLICY_INPUTS = ("trial", "state", "method", "rankme", "alpha")  # every column a policy reads
 TARGET_P_SUCCESS = 0.9
 TARGET_P_VALUE = 0.05
 TOLERANCE_POINTS = 1.0
-# label-free metrics known to the package, in display order (others numeric columns follow, see below)
-KNOWN_METRICS = (
-    "rankme", "rankme_normalized", "rankme_centered", "rankme_sq", "rankme_backbone", "alpha",
-    "abs_alpha_minus_1", "alpha_r2", "alpha_projector", "stable_rank", "participation_ratio", "nesum",
-    "lidar", "silhouette", "ami", "ami_checkpoint", "entropy", "loss",
-)
-# numeric columns that are not label-free metrics: ids, hyperparameters, cost, readouts
-NOT_METRICS = (
-    "trial", "number", "config_id", "seed", "repeat", "epochs", "lr", "learning_rate", "weight_decay",
-    "out_dim", "proj_dim", "hidden_dim", "temperature", "lambd", "var_weight", "cov_weight", "inv_weight",
-    "batch_size", "momentum", "warmup_epochs", "train_s", "total_s", "duration", "val_accuracy", "test_accuracy",
-    "best_l2", "l2", "monitor_rows", "epochs_completed",
-)
-READOUT_MARKERS = ("accuracy", "acc_", "_acc", "knn", "fewshot", "probe", "risk", "error", "epoch")
 
 
 # ----------------------------------------------------------------------------- rank correlations
@@ -78,28 +64,6 @@ class SpearmanInterval:
     low: float
     high: float
     n: int
-
-
-def label_free_metrics(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
-    """Numeric columns with a finite value that are label-free metrics: the known ones first, then any
-    other numeric column that is not an id, hyperparameter (``params_*`` too), timing or readout column."""
-    excluded = set(NOT_METRICS) | set(exclude)
-
-    def is_metric(name: str) -> bool:
-        low = name.lower()
-        return not (name in excluded or low.startswith(("params_", "user_attrs_", "table_"))
-                    or low.endswith("_s") or any(m in low for m in READOUT_MARKERS))
-
-    def numeric(name: str) -> bool:
-        col = frame[name]
-        if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
-            return False
-        return bool(np.isfinite(col.to_numpy(float)).any())
-
-    known = [c for c in KNOWN_METRICS if c in frame.columns and c not in exclude and numeric(c)]
-    others = [c for c in frame.columns
-              if isinstance(c, str) and c not in known and is_metric(c) and numeric(c)]
-    return known + sorted(others)
 
 
 def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -222,18 +186,30 @@ def registered_spec(name: str, policy: Policy, settings: SelectionConfig) -> Pol
 def policy_specs(
     batch_size: int = 10, top_k: int = 5, band: Sequence[float] = (0.8, 1.2),
     combined_budget: Optional[int] = None, combined_allocation: str = "adaptive",
+    settings: Optional[SelectionConfig] = None,
 ) -> list[PolicySpec]:
     """Every registered policy (as ``run_policies`` runs it, same settings) plus the label-free ones given the
     whole target budget ceil(log2 N) + 2: ``rankme_topk+2`` (RankMe order within each method, budget split
-    across methods as in alpha_rankme), ``alpha_rankme+2`` and ``calibrated_rank+2``; label-based references
-    (the oracle) last."""
-    settings = SelectionConfig(batch_size=batch_size, top_k=top_k, alpha_band=list(band),
-                               combined_budget=combined_budget, combined_allocation=combined_allocation)
+    across methods as in alpha_rankme), ``alpha_rankme+2`` and ``calibrated_rank+2``, and the guided reader
+    with the label-free metrics switched the other way (``guided+metrics`` or ``guided-metrics``); label-based
+    references (the oracle) last. ``settings`` (whole) replaces the five loose arguments."""
+    from sweep.selection.guided import guided, guided_settings
+
+    if settings is None:
+        settings = SelectionConfig(batch_size=batch_size, top_k=top_k, alpha_band=list(band),
+                                   combined_budget=combined_budget, combined_allocation=combined_allocation)
     registered = [registered_spec(name, policy, settings) for name, policy in POLICIES.items()]
+    switched = guided_settings(settings, metrics=not settings.guided_metrics)
+    switched_name = "guided+metrics" if switched.metrics else "guided-metrics"
+
+    def guided_switched(trials: pd.DataFrame, readout: Readout, order: Sequence[int]) -> SelectionResult:
+        return guided(trials, readout, switched, order, policy=switched_name)
+
     target_budget = [
         PolicySpec("rankme_topk+2", _rankme_plus2, needs=("rankme",)),
         PolicySpec("alpha_rankme+2", _alpha_rankme_plus2, needs=("rankme", "alpha")),
         PolicySpec("calibrated_rank+2", _calibrated_plus2, True, needs=("rankme",)),
+        PolicySpec(switched_name, guided_switched, True),
     ]
     return ([s for s in registered if s.label_free] + target_budget
             + [s for s in registered if not s.label_free])
@@ -347,8 +323,9 @@ def evaluate_policies(
 
 
 def _policy_frame(trials: pd.DataFrame) -> pd.DataFrame:
-    """Only the columns policies read, strings as plain objects: thousands of policy runs copy and sort it."""
-    frame = trials[[c for c in POLICY_INPUTS if c in trials.columns]].copy()
+    """The trials, strings as plain objects: thousands of policy runs copy and sort it. Every column stays:
+    the guided reader's features are the hyperparameters and, as a switch, every label-free metric."""
+    frame = trials.copy()
     for column in ("state", "method"):
         if column in frame.columns:
             frame[column] = np.asarray(frame[column].astype(str), dtype=object)

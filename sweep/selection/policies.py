@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -46,6 +46,9 @@ class SelectionResult:
     read_trials: tuple[int, ...]  # in the order they were read
     chosen_accuracy: float  # the readout value that chose it (NaN when nothing was chosen)
     note: str = ""  # why the policy read or chose nothing ("" when it chose a trial): shown in the report
+    detail: str = ""  # how it decided when to stop (the guided reader's guarantee), shown beside its choice
+    # predicted readouts of the configs (the guided reader): trial, read, observed, predicted, low, high
+    predictions: Optional[pd.DataFrame] = field(default=None, compare=False, repr=False)
 
 
 class CountingReadout:
@@ -574,5 +577,6 @@ def run_policies(
     skipped. Defaults mirror :class:`sweep.config.schema.SelectionConfig`."""
     settings = SelectionConfig(batch_size=batch_size, top_k=top_k, alpha_band=list(band),
                                combined_budget=combined_budget, combined_allocation=combined_allocation)
-    return [policy.run(trials, readout, order, settings) for _, policy in POLICIES.items()
+    ranked = sorted(POLICIES.items(), key=lambda item: not item[1].label_free)  # references (oracle) last
+    return [policy.run(trials, readout, order, settings) for _, policy in ranked
             if policy.applies(trials.columns)]

@@ -37,6 +37,7 @@ from sweep.selection.evaluate import (  # noqa: E402
 )
 from sweep.selection.pipeline import TableReadout  # noqa: E402
 from sweep.selection.policies import SelectionResult, run_policies, usable_trials  # noqa: E402
+from sweep.selection.surrogate import param_columns  # noqa: E402
 
 METRIC_CANDIDATES = (
     "rankme",
@@ -60,10 +61,6 @@ POOLED = "pooled"
 # sweep.selection.risk's COMPONENTS / TABLE_COLUMNS, restated so the report does not import torch
 RISK_COMPONENTS = ("approximation", "usability", "probe_generalization", "encoder_generalization")
 RISK_COLUMNS = ["trial", "method", *RISK_COMPONENTS, "total"]
-# hyperparameter columns of a metrics table (a study's are ``params_*``), in display order
-HYPERPARAMETERS = ("lr", "learning_rate", "weight_decay", "out_dim", "proj_dim", "hidden_dim", "temperature",
-                   "lambd", "var_weight", "cov_weight", "inv_weight", "batch_size", "momentum",
-                   "warmup_epochs")
 METHOD_LABELS = {"simclr": "SimCLR", "barlow_twins": "Barlow Twins", "vicreg": "VICReg", "simsiam": "SimSiam",
                  "mocov2": "MoCo-v2", "moco_v2": "MoCo-v2", "byol": "BYOL"}
 SMALL_N = 10  # a rank correlation over fewer configs is flagged: its interval spans most of [-1, 1]
@@ -150,18 +147,6 @@ def format_value(value: Any) -> str:
 def method_label(method: Any) -> str:
     """The method's name as papers write it (SimCLR, Barlow Twins); unknown names unchanged."""
     return METHOD_LABELS.get(str(method), str(method))
-
-
-def param_columns(trials: pd.DataFrame) -> dict[str, str]:
-    """Hyperparameter column -> short label: a study's ``params_*`` (last dotted part when that is unique),
-    else the known hyperparameter names a metrics table uses. The method has its own column."""
-    study = [c for c in trials.columns if isinstance(c, str) and c.startswith("params_")]
-    if not study:
-        return {c: c for c in HYPERPARAMETERS if c in trials.columns}
-    short = [c.removeprefix("params_").rsplit(".", 1)[-1] for c in study]
-    labels = {c: (s if short.count(s) == 1 else c.removeprefix("params_"))
-              for c, s in zip(study, short, strict=True)}
-    return {c: label for c, label in labels.items() if not (label == "method" and "method" in trials.columns)}
 
 
 def describe_config(trials: pd.DataFrame, trial: Any) -> str:
