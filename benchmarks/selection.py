@@ -1,26 +1,26 @@
 """Readouts used and regret of the label-free selection policies on synthetic sweeps, or on a real table.
 
     python benchmarks/selection.py [--reps 1000] [--sizes 16 64 256] [--seed 0] [--csv out.csv] [--quick]
-    python benchmarks/selection.py --table benchmarks/data/testbed.parquet [--subsample K] [--reps 1000]
-        [--boot 1000] [--csv policies.csv] [--query "repeat == 0"] [--method-column method] [...]
+    python benchmarks/selection.py --table benchmarks/data/testbed.parquet [--reps 200] [--boot 1000]
+        [--csv policies.csv] [--query "repeat == 0"] [--method-column method] [--task-column dataset]
+        [--val-images 698 --test-images 1000] [...]
 
 Table mode (``--table``; the column flags are those of ``sweep select --table``; default query
-``repeat == 0`` when the table has a ``repeat`` column, so seed repeats do not enter the pools): prints
-- per method and pooled, the Spearman of every label-free metric column with the test accuracy, with a
-  percentile bootstrap 95% interval (``--boot`` resamples of configs, seeded) and n;
-- per policy (run_policies' policies, plus ``rankme_topk+2`` and ``alpha_rankme+2`` given the budget
-  ceil(log2 N) + 2), run on each method's rows alone and on all together, over ``--reps`` repetitions (random
-  visiting orders; with ``--subsample K``, sweeps of K configs drawn without replacement, so deterministic
-  policies get a distribution too): mean readouts, mean regret in points against the oracle (best
-  validation readout of the repetition's sweep, reported on test), P(within 1 point), and the same for
-  random-b (b configs read in an independent random order, chosen by validation, b = the policy's own
-  readouts in that repetition); p vs random-b = P(random-b regret <= policy regret) over matched
-  repetitions, one-sided, ties against the policy (``sweep.selection.evaluate`` defines it; it cannot fall
-  much below b / N when the policy finds the oracle's config);
-- one verdict line per scope and, last, ``best label-free policy: <name> (<scope>): ...: target MET|NOT MET``.
-  Target: within 1 point of the oracle with <= ceil(log2 N) + 2 readouts in >= 90% of repetitions AND
-  p vs random-b < 0.05. Best: target met, then how many of its two criteria hold, P(success), then
-  P(within 1 pt), then fewer readouts. With several methods, one verdict per method and one pooled.
+``repeat == 0`` when the table has a ``repeat`` column, so seed repeats do not enter the pools); with
+``--task-column`` everything below runs within each task (one sweep per dataset), never across tasks. Prints
+- per method and all methods together (scopes), the Spearman of every label-free metric column with the test
+  accuracy, with a percentile bootstrap 95% interval (``--boot`` resamples of configs, seeded) and n;
+- the readout's own noise: the oracle's binomial standard error (with ``--val-images`` / ``--test-images``),
+  how many configs tie at the best validation readout and how often a tie decides the oracle;
+- every policy (the registered ones, the ``+2`` variants given ceil(log2 N) + 2 readouts, the guided reader
+  with its metric switch flipped; ``ridge_reader`` is the plain sequential baseline) over ``--reps`` bootstrap
+  sweeps per scope (``sweep.selection.verdict``): readouts, regret, P(within 1 pt), random reading's exact
+  P(within 1 pt) at as many readouts, readout savings with 95% intervals (``sweep.selection.savings``), p vs
+  random-b (exact; secondary, floor about b / N) and the guided reader's interval coverage at its stop;
+- leave-one-out coverage of the guided reader's 80% intervals; whether the metrics helped the guided reader;
+- last, ``best policy: <name> savings <x> [lo, hi] P(within 1 pt) <p> at <b> readouts: target MET|NOT MET``
+  (savings of its worst scope; P and readouts averaged over the method scopes). Target: savings >= 3 with the
+  lower bound > 1 on every scope with N >= 24, and P(within 1 pt) >= 0.9 at <= ceil(log2 N) + 2 mean readouts.
 Synthetic mode (no ``--table``), as before:
 
 Generator (seeded; one fresh sweep and one random visiting order per repetition). Reviewed for plausibility
@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -204,16 +205,19 @@ def verdict(table: pd.DataFrame, n: int = 64) -> str:
 
 
 # ----------------------------------------------------------------------------- table mode
+VERDICT_SHOWN = ["scope", "policy", "n", "readouts_mean", "regret_mean_pts", "p_within_1pt", "random_p_within_at_b",
+                 "savings", "savings_low", "savings_high", "savings_regret", "p_vs_random", "interval_coverage"]
 TABLE_LEGEND = (
-    "legend: regret in points vs the oracle (best val readout of the sweep, reported on test); p_within_1pt "
-    "and p_success (within 1 pt AND <= budget readouts) over repetitions; random_*: b configs read in a "
-    "random order, chosen by val, b = the policy's readouts in that repetition; p_vs_random = P(random-b "
-    "regret <= policy regret) over matched repetitions (one-sided; ties count against the policy; about b/N at best). "
-    "target: p_success >= 0.9 and p_vs_random < 0.05."
+    "legend: each repetition is a bootstrap sweep (N configs drawn with replacement from the scope, random "
+    "visiting order); regret in points vs its oracle (best val readout, reported on test); p_within_1pt over "
+    "repetitions; random_p_within_at_b: exact P(within 1 pt) of reading as many configs at random; savings = "
+    "random readouts needed to be within 1 pt as often / the policy's mean readouts (savings_regret: the same for "
+    "mean regret), 95% percentile bootstrap over repetitions in [low, high]; p_vs_random = exact P(random-b does "
+    "at least as well), secondary: its floor is about b / N even for a perfect policy; interval_coverage: share "
+    "of the unread configs whose readout fell inside the guided reader's 80% interval at its stop. Target: "
+    "savings >= 3 with low > 1 on every scope with N >= 24, and P(within 1 pt) >= 0.9 (mean over method scopes) "
+    "at <= ceil(log2 N) + 2 mean readouts."
 )
-POLICY_COLUMNS = ["scope", "policy", "n", "budget", "readouts_mean", "readouts_max", "regret_mean_pts",
-                  "p_within_1pt", "p_success", "random_regret_mean_pts", "random_p_within_1pt", "p_vs_random",
-                  "target_met"]
 
 
 def table_metrics(trials: pd.DataFrame, chosen: Optional[Sequence[str]]) -> list[str]:
@@ -244,54 +248,134 @@ def spearman_wide(table: pd.DataFrame) -> pd.DataFrame:
     return wide.loc[list(dict.fromkeys(table["metric"])), scopes]
 
 
-def scope_verdicts(table: pd.DataFrame) -> tuple[list[str], Optional[pd.Series]]:
-    """One verdict line per scope and the best row over all scopes (same ordering as within a scope)."""
-    lines, bests = [], []
+def noise_lines(trials: pd.DataFrame, readouts: pd.DataFrame, val_images: Optional[int],
+                test_images: Optional[int], seed: int) -> list[str]:
+    """Per scope: the oracle's readouts, their binomial standard errors, and ties at the top of validation."""
+    from sweep.selection.savings import binomial_se_points, top_ties
+
+    val, test = evaluate._column_map(readouts, "val_accuracy"), evaluate._column_map(readouts, "test_accuracy")
+    lines = []
+    for scope, frame in evaluate.scope_frames(trials):
+        ids = [int(t) for t in usable_trials(frame)["trial"]]
+        best = evaluate.oracle_choice(ids, val)
+        if best is None:
+            continue
+        se_val = binomial_se_points(val[best], val_images or 0)
+        se_test = binomial_se_points(test.get(best, math.nan), test_images or 0)
+        ties = top_ties(ids, val, test, se_val, seed=seed)
+        noise = (f"binomial SE {se_val:.1f} pt on {val_images} val images, {se_test:.1f} pt on {test_images} test "
+                 f"images; {ties.near} configs lie within one val SE of the best" if val_images and test_images
+                 else "binomial SE unknown (give --val-images / --test-images)")
+        lines.append(f"  {scope} (N = {len(ids)}): oracle trial {best}: val {100 * val[best]:.1f}%, test "
+                     f"{100 * test.get(best, math.nan):.1f}%; {noise}; {ties.tied} config(s) share the best val "
+                     f"readout (test spread {ties.test_spread_pts:.1f} pt); a tie decides the oracle in "
+                     f"{100 * ties.p_tie_decides:.0f}% of bootstrap sweeps")
+    return lines
+
+
+def coverage_lines(trials: pd.DataFrame, readouts: pd.DataFrame) -> list[str]:
+    """Leave-one-out coverage of the guided reader's 80% intervals, per scope, with and without metrics."""
+    from sweep.selection.guided import GuidedSettings, loo_coverage
+
+    val = evaluate._column_map(readouts, "val_accuracy")
+    lines = []
+    for scope, frame in evaluate.scope_frames(trials):
+        cells = []
+        for metrics in (True, False):
+            covered, total = loo_coverage(frame, val, GuidedSettings(metrics=metrics))
+            label = "hyperparameters + metrics" if metrics else "hyperparameters only"
+            cells.append(f"{label} {covered}/{total} = {covered / max(total, 1):.2f}")
+        lines.append(f"  {scope}: " + "; ".join(cells))
+    return lines
+
+
+def metrics_effect_lines(table: pd.DataFrame) -> list[str]:
+    """Per scope: did the label-free metrics improve the guided reader over its hyperparameters-only form?"""
+    lines = []
     for scope, rows in table.groupby("scope", sort=False):
-        best = evaluate.best_policy(rows)
-        if best is not None:
-            bests.append(best)
-            lines.append(evaluate.verdict_line(best, prefix=f"scope {scope} (N = {int(best['n'])}): best"))
-    overall = evaluate.best_policy(pd.DataFrame(bests)) if bests else None
-    return lines, overall
+        by = rows.set_index("policy")
+        if not {"guided", "guided-metrics"} <= set(by.index) and not {"guided", "guided+metrics"} <= set(by.index):
+            continue
+        with_m, without = ((by.loc["guided"], by.loc["guided-metrics"]) if "guided-metrics" in by.index
+                           else (by.loc["guided+metrics"], by.loc["guided"]))
+        better = (with_m["p_within_1pt"] > without["p_within_1pt"] + 0.05
+                  or with_m["savings_low"] > without["savings_high"])
+        worse = (with_m["p_within_1pt"] < without["p_within_1pt"] - 0.05
+                 or with_m["savings_high"] < without["savings_low"])
+        word = "improved" if better and not worse else "worsened" if worse and not better else "did not change"
+        lines.append(f"  {scope}: metrics {word} the guided reader: P(within 1 pt) {with_m['p_within_1pt']:.2f} "
+                     f"vs {without['p_within_1pt']:.2f}, savings {with_m['savings']:.2f} vs {without['savings']:.2f}, "
+                     f"readouts {with_m['readouts_mean']:.1f} vs {without['readouts_mean']:.1f}")
+    return lines
+
+
+def _task_frames(loaded: Any) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """(task, trials, readouts) per task; one unnamed task without a task column."""
+    trials, readouts = loaded
+    if "task" not in trials.columns:
+        return [("", trials, readouts)]
+    out = []
+    for task, rows in trials.groupby("task", sort=True):
+        out.append((str(task), rows, readouts[readouts["trial"].isin(rows["trial"])]))
+    return out
 
 
 def table_main(args: argparse.Namespace) -> pd.DataFrame:
-    """The --table mode: correlations with intervals, policies vs random-b per scope, verdicts."""
+    """The --table mode: correlations with intervals, readout noise and ties, every policy on bootstrap sweeps
+    with readout savings, interval coverage, and the verdict (last line). With a task column, all of it runs
+    within each task (never across tasks)."""
+    from sweep.progress_bar import progress
     from sweep.selection.table import TableError, describe, load_for_command, table_columns
+    from sweep.selection.verdict import policy_verdicts, verdict_detail, verdict_line, verdict_table
 
     try:
         loaded, query = load_for_command(args.table, table_columns(args), args.query)
     except TableError as exc:
         raise SystemExit(f"benchmarks/selection.py: {exc}") from exc
     start = time.perf_counter()
-    trials, readouts = loaded
     print(describe(loaded, args.table, query))
-    merged = trials.merge(readouts[["trial", "val_accuracy", "test_accuracy"]], on="trial")
-    metrics = table_metrics(trials, args.metrics)
-    spearman = evaluate.spearman_table(merged, metrics, "test_accuracy", args.boot, args.seed)
-    specs = evaluate.policy_specs()
-    policies = evaluate.evaluate_scopes(trials, readouts, specs, args.reps, args.seed, args.subsample)
-    mode = f"sweeps of {args.subsample} configs" if args.subsample else "visiting orders"
-    display = ("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3f}".format,
-               "display.max_colwidth", 40)
-    with pd.option_context(*display):
-        print(f"\nSpearman with test accuracy, bootstrap 95% interval ({args.boot} resamples of configs, "
-              f"seed {args.seed}):\n{spearman_wide(spearman).to_string()}")
-        print(f"\npolicies per scope over {args.reps} {mode} (seed {args.seed}):\n"
-              f"{policies[POLICY_COLUMNS].to_string(index=False)}")
+    parts = []
+    tasks = _task_frames(loaded)
+    bar = progress(total=sum(len(evaluate.scope_frames(t)) for _, t, _ in tasks), desc="scopes", unit="scope")
+    for task, trials, readouts in tasks:
+        head = f"\n=== task {task} ===" if task else ""
+        if head:
+            print(head)
+        merged = trials.merge(readouts[["trial", "val_accuracy", "test_accuracy"]], on="trial")
+        spearman = evaluate.spearman_table(merged, table_metrics(trials, args.metrics), "test_accuracy", args.boot,
+                                           args.seed)
+        with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 40):
+            print(f"\nSpearman with test accuracy, bootstrap 95% interval ({args.boot} resamples of configs, "
+                  f"seed {args.seed}):\n{spearman_wide(spearman).to_string()}")
+        print("\nreadout noise and ties at the top of validation:")
+        print("\n".join(noise_lines(trials, readouts, args.val_images, args.test_images, args.seed)))
+        table = verdict_table(trials, readouts, evaluate.policy_specs(), args.reps, args.seed, n_boot=args.boot,
+                              progress=bar)
+        table = table.assign(scope=[f"{task}/{s}" if task else s for s in table["scope"]])
+        parts.append(table)
+        with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format",
+                               "{:.2f}".format):
+            print(f"\npolicies per scope over {args.reps} bootstrap sweeps (seed {args.seed}):\n"
+                  f"{table[VERDICT_SHOWN].to_string(index=False)}")
+        print("\nleave-one-out coverage of the guided reader's 80% intervals (nominal 0.80):")
+        print("\n".join(coverage_lines(trials, readouts)))
+        print("\ndo the label-free metrics help the guided reader?")
+        print("\n".join(metrics_effect_lines(table)))
+    bar.close()
+    policies = pd.concat(parts, ignore_index=True)
     print(TABLE_LEGEND)
     for note in sorted({n for n in policies["note"] if n}):
         print(f"note: {note}")
     if args.csv:
         policies.to_csv(args.csv, index=False)
         print(f"per-policy table: {args.csv}")
-    print(f"{time.perf_counter() - start:.0f} s; next: sweep select --table {args.table} (HTML report)"
-          + ("" if args.subsample else "; or add --subsample K for a distribution over smaller sweeps"))
-    lines, best = scope_verdicts(policies)
-    print("\n".join(lines))
-    if best is not None:
-        print(evaluate.verdict_line(best))
+    print(f"{time.perf_counter() - start:.0f} s; next: sweep select --table {args.table} (HTML report)")
+    verdicts = policy_verdicts(policies)
+    for v in verdicts[1:]:
+        print("runner-up " + verdict_line(v).removeprefix("best policy: "))
+    if verdicts:
+        print(verdict_detail(verdicts[0]))
+        print(verdict_line(verdicts[0]))
     return policies
 
 
@@ -300,8 +384,9 @@ def main(argv: Optional[Sequence[str]] = None) -> pd.DataFrame:
 
     parser = argparse.ArgumentParser(
         description="label-free selection benchmark on synthetic sweeps or on a metrics table")
-    parser.add_argument("--reps", type=int, default=1000,
-                        help="repetitions per N (synthetic) or visiting orders / subsampled sweeps (--table)")
+    parser.add_argument("--reps", type=int, default=None,
+                        help="repetitions per N (synthetic, default 1000) or bootstrap sweeps per scope (--table, "
+                             "default 200)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", type=int, default=2, choices=(1, 2), help="methods per synthetic sweep")
@@ -313,18 +398,21 @@ def main(argv: Optional[Sequence[str]] = None) -> pd.DataFrame:
     table.add_argument("--table", default=None,
                        help="CSV or parquet, one row per trial (see sweep select --table)")
     add_table_arguments(table)
-    table.add_argument("--subsample", type=int, default=None,
-                       help="each repetition is a sweep of K configs drawn without replacement (per scope)")
     table.add_argument("--boot", type=int, default=1000,
-                       help="bootstrap resamples for the Spearman intervals")
+                       help="bootstrap resamples for the Spearman and savings intervals")
+    table.add_argument("--val-images", type=int, default=None,
+                       help="images in the validation split (for the readout's binomial standard error)")
+    table.add_argument("--test-images", type=int, default=None, help="images in the test split")
     table.add_argument("--metrics", nargs="+", default=None,
                        help="metric columns to correlate (default: every label-free numeric column)")
     args = parser.parse_args(argv)
     if args.table is not None:
-        if args.reps < 1 or args.boot < 1 or (args.subsample is not None and args.subsample < 1):
-            parser.error("--reps, --boot and --subsample must be integers >= 1")
+        args.reps = 200 if args.reps is None else args.reps
+        if args.reps < 1 or args.boot < 1:
+            parser.error("--reps and --boot must be integers >= 1")
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         return table_main(args)
+    args.reps = 1000 if args.reps is None else args.reps
     if args.quick:
         args.reps, args.sizes = int(QUICK_ARGS[1]), [int(v) for v in QUICK_ARGS[3:]]
     os.environ.setdefault("OMP_NUM_THREADS", "1")

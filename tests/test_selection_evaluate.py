@@ -130,7 +130,8 @@ def test_every_policy_runs_per_method_and_pooled_with_orders_only_for_the_window
     trials, readouts = metrics_frames(make_testbed(n_configs=12, methods=("simclr", "vicreg"), failed=(0,)))
     table = ev.evaluate_scopes(trials, readouts, ev.policy_specs(batch_size=4, top_k=2), n_reps=40)
     assert set(table["scope"]) == {"simclr", "vicreg", "pooled"}
-    assert set(POLICIES) | {"rankme_topk+2", "alpha_rankme+2", "calibrated_rank+2"} == set(table["policy"])
+    assert set(POLICIES) | {"rankme_topk+2", "alpha_rankme+2", "calibrated_rank+2", "guided-metrics"} == set(
+        table["policy"])
     rows = table.set_index(["scope", "policy"])
     assert rows.loc[("simclr", "oracle"), "readouts_max"] == 11 and rows.loc[("pooled", "oracle"), "n"] == 23
     assert rows.loc[("pooled", "alpha_rankme+2"), "readouts_max"] == ev.sweep_budget(23) == 7

@@ -289,9 +289,11 @@ def test_alpha_rankme_errors_name_the_field() -> None:
 
 def test_run_policies_includes_every_named_policy() -> None:
     frame, acc = table(ONE_ALPHA, ONE_ACC, rankme=ONE_RANKME)
-    assert tuple(r.policy for r in run_policies(frame, acc.__getitem__)) == tuple(POLICIES.names())
+    label_free = tuple(n for n, p in POLICIES.items() if p.label_free)
+    assert tuple(r.policy for r in run_policies(frame, acc.__getitem__)) == (*label_free, "oracle")  # references last
     no_rankme = run_policies(frame.drop(columns="rankme"), acc.__getitem__)
-    assert [r.policy for r in no_rankme] == ["adaptive_alpha_window", "alpha_band", "calibrated_rank", "oracle"]
+    assert [r.policy for r in no_rankme] == ["adaptive_alpha_window", "alpha_band", "calibrated_rank", "guided",
+                                             "ridge_reader", "oracle"]
 
 
 def test_a_registered_policy_runs_everywhere_policies_run() -> None:

@@ -89,7 +89,8 @@ def test_optional_method_and_state_columns() -> None:
     assert list(trials["state"]) == ["COMPLETE", "COMPLETE", "FAIL"]
     no_alpha, _ = metrics_frames(make_testbed(n_configs=3), TableColumns(alpha=None))
     assert "alpha" not in no_alpha.columns and "table_alpha" in no_alpha.columns  # turned off, kept aside
-    assert [r.policy for r in run_policies(no_alpha, lambda t: 0.5)] == ["rankme_topk", "calibrated_rank", "oracle"]
+    assert [r.policy for r in run_policies(no_alpha, lambda t: 0.5)] == ["rankme_topk", "calibrated_rank", "guided",
+                                                                         "ridge_reader", "oracle"]
 
 
 def test_duplicate_and_non_integer_trial_ids_are_errors() -> None:

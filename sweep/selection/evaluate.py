@@ -29,13 +29,14 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from sweep.config.schema import SelectionConfig
+from sweep.selection.savings import random_curves, readouts_to_reach
 from sweep.selection.surrogate import KNOWN_METRICS, NOT_METRICS, label_free_metrics
 from sweep.selection.policies import (
     POLICIES,
@@ -209,7 +210,7 @@ def policy_specs(
         PolicySpec("rankme_topk+2", _rankme_plus2, needs=("rankme",)),
         PolicySpec("alpha_rankme+2", _alpha_rankme_plus2, needs=("rankme", "alpha")),
         PolicySpec("calibrated_rank+2", _calibrated_plus2, True, needs=("rankme",)),
-        PolicySpec(switched_name, guided_switched, True),
+        PolicySpec(switched_name, guided_switched),
     ]
     return ([s for s in registered if s.label_free] + target_budget
             + [s for s in registered if not s.label_free])
@@ -285,13 +286,13 @@ def _regret(oracle_test: float, chosen_test: float) -> float:
 
 def evaluate_policies(
     trials: pd.DataFrame, val: Mapping[int, float], test: Mapping[int, float], specs: Sequence[PolicySpec],
-    reps: Sequence[Repetition],
+    reps: Sequence[Repetition], tolerance: float = TOLERANCE_POINTS,
 ) -> pd.DataFrame:
     """One row per (repetition, policy): readouts, chosen trial, regret and the matched random-b regret
     (points; +inf when nothing was chosen), the repetition's N and budget. Results that cannot depend on
     the visiting order are computed once per distinct sweep."""
     rows: list[dict[str, object]] = []
-    cache: dict[tuple[str, frozenset[int]], SelectionResult] = {}
+    cache: dict[tuple[object, ...], Any] = {}  # (policy, sweep) -> result; (sweep, "curve") -> P_rand curve
     sweeps: dict[frozenset[int], tuple[pd.DataFrame, set[int], Optional[int], int]] = {}
     specs = applicable(specs, trials)
     trials = _policy_frame(trials)
@@ -304,6 +305,9 @@ def evaluate_policies(
         if best is None:
             continue
         oracle_test = test.get(best, math.nan)
+        if (members, "curve") not in cache:
+            cache[(members, "curve")] = random_curves(sorted(usable), val, test, tolerance).p_within
+        p_curve = cache[(members, "curve")]
         random_regret = prefix_regrets([t for t in rep.random_order if t in usable], val, test, oracle_test)
         for spec in specs:
             key = (spec.name, members)
@@ -316,9 +320,9 @@ def evaluate_policies(
             rows.append({"rep": i, "policy": spec.name, "label_free": spec.label_free, "n": n_signal,
                          "budget": sweep_budget(n_signal), "readouts": res.readouts_used, "chosen": chosen,
                          "regret_pts": regret, "random_regret_pts": float(random_regret[b]),
-                         "note": res.note})
+                         "note": res.note, "random_p_curve": p_curve})
     columns = ["rep", "policy", "label_free", "n", "budget", "readouts", "chosen", "regret_pts",
-               "random_regret_pts", "note"]
+               "random_regret_pts", "note", "random_p_curve"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -355,10 +359,21 @@ def _finite_mean(values: pd.Series) -> float:
     return float(finite.mean()) if len(finite) else math.nan
 
 
+def _savings(rows: pd.DataFrame, within: pd.Series) -> float:
+    """Readout savings by P(within tolerance) (``sweep.selection.savings``), point estimate: the exact random
+    readouts needed to be within as often, over the policy's mean readouts."""
+    if "random_p_curve" not in rows.columns or rows["readouts"].mean() <= 0:
+        return math.nan
+    curves = list(rows["random_p_curve"])
+    width = min(len(c) for c in curves)
+    curve = np.mean([np.asarray(c)[:width] for c in curves], axis=0)
+    return readouts_to_reach(curve, float(within.mean())) / float(rows["readouts"].mean())
+
+
 SUMMARY_COLUMNS = [
     "scope", "configs", "policy", "label_free", "reps", "n", "budget", "readouts_mean", "readouts_max",
     "regret_mean_pts", "p_no_choice", "p_within_1pt", "p_success", "random_regret_mean_pts",
-    "random_p_within_1pt", "p_vs_random", "target_met", "note",
+    "random_p_within_1pt", "savings", "p_vs_random", "target_met", "note",
 ]
 
 
@@ -394,7 +409,7 @@ def summarise_policies(raw: pd.DataFrame, tolerance: float = TOLERANCE_POINTS) -
             "p_no_choice": float(np.isinf(g["regret_pts"].to_numpy(float)).mean()),
             "p_within_1pt": float(within.mean()), "p_success": float(success.mean()),
             "random_regret_mean_pts": _finite_mean(g["random_regret_pts"]),
-            "random_p_within_1pt": float(rand_within.mean()), "p_vs_random": p,
+            "random_p_within_1pt": float(rand_within.mean()), "savings": _savings(g, within), "p_vs_random": p,
             "target_met": label_free and float(success.mean()) >= TARGET_P_SUCCESS and p < TARGET_P_VALUE,
             "note": notes,
         })
@@ -412,7 +427,7 @@ def evaluate_scopes(
     parts = []
     for scope, frame in scope_frames(trials):
         reps = repetitions(frame["trial"], n_reps, _scope_seed(seed, scope), subsample)
-        raw = evaluate_policies(frame, val, test, specs, reps)
+        raw = evaluate_policies(frame, val, test, specs, reps, tolerance)
         if raw.empty:
             continue
         parts.append(summarise_policies(raw, tolerance).assign(scope=scope, configs=len(frame)))

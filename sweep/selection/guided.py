@@ -8,8 +8,9 @@ reads few configs where the sweep is easy and more where it is not, and says whi
 
 ``guided`` (registered policy), per sweep (all methods in one model, the method as a feature):
 1. read the config that the label-free ranking puts first (``first``: highest RankMe, compared as a z-score
-   within each method; ``-name`` for lowest first; ``none``: the first config in visiting order), so where the
-   metric is right the best config costs one readout;
+   within each method; ``-name`` for lowest first; ``none`` or a missing column: the smallest trial id, the
+   sweep's first config), so where the metric is right the best config costs one readout. Nothing depends on
+   the visiting order: the same sweep gives the same reads;
 2. until ``n_init`` finite readouts exist, read the unread config farthest (Euclidean, standardised features)
    from every config read so far: a space-filling start;
 3. fit the surrogate (:mod:`sweep.selection.surrogate`) to the readouts; with b the best readout so far, stop
@@ -36,6 +37,7 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from sweep.config.schema import SelectionConfig
 from sweep.selection.policies import (
@@ -72,7 +74,7 @@ class GuidedSettings:
     tol: float = 1.0  # points: an unread config must beat the best read one by more than this to matter
     delta: float = 0.1  # stop when P(such a config exists) falls below this
     budget: Optional[int] = None  # most readouts; None: 2 (ceil(log2 N) + 2)
-    first: str = "rankme"  # label-free column read first (highest; "-name": lowest; "none": visiting order)
+    first: str = "rankme"  # label-free column read first (highest; "-name": lowest; "none": smallest trial id)
     n_init: int = 3  # finite readouts before the first fit
     level: float = 0.8  # central probability of the prediction intervals
 
@@ -97,11 +99,11 @@ def default_budget(n: int) -> int:
 
 
 # ----------------------------------------------------------------------------- reading steps
-def first_read(good: pd.DataFrame, first: str, visit: Sequence[int], method_column: Optional[str]) -> int:
+def first_read(good: pd.DataFrame, first: str, method_column: Optional[str]) -> int:
     """The config the label-free ranking puts first (see the module docstring)."""
     name = first.lstrip("-")
     if first.strip().lower() == "none" or name not in good.columns:
-        return int(visit[0])
+        return int(good["trial"].min())
     values = pd.to_numeric(good[name], errors="coerce").to_numpy(float)
     sign = -1.0 if first.startswith("-") else 1.0
     scores = sign * _z_within(values, good[method_column] if method_column in good.columns else None)
@@ -168,8 +170,17 @@ def guided(
     policy: str = "guided",
 ) -> SelectionResult:
     """Run the guided reader (module docstring) on one sweep; ``metric_columns`` default: every label-free
-    metric column of the table (used only when ``settings.metrics``)."""
+    metric column of the table (used only when ``settings.metrics``). ``order`` is accepted for the policy
+    interface and checked, but the reads do not depend on it."""
     settings.check()
+    _visiting_order(trials, order)  # a bad order is still an error
+    with threadpool_limits(1):  # matrices of a few dozen rows: more BLAS threads only fight other jobs
+        return _guided_run(trials, readout, settings, metric_columns, method_column, policy)
+
+
+def _guided_run(trials: pd.DataFrame, readout: Readout, settings: GuidedSettings,
+            metric_columns: Optional[Sequence[str]], method_column: Optional[str], policy: str) -> SelectionResult:
+    """:func:`guided` under a one-thread BLAS limit."""
     metrics = list(metric_columns if metric_columns is not None else label_free_metrics(trials)) \
         if settings.metrics else []
     good = usable_trials(trials, metrics)
@@ -177,10 +188,8 @@ def guided(
     if good.empty:
         return counter.result(policy, _no_usable_note(policy, metrics))
     features = config_features(good, metrics, method_column)
-    ids = list(features.trials)
-    visit = [t for t in _visiting_order(trials, order) if t in set(ids)]
-    budget = min(len(ids), int(settings.budget or default_budget(len(ids))))
-    counter(first_read(good, settings.first, visit, method_column))
+    budget = min(len(features.trials), int(settings.budget or default_budget(len(features.trials))))
+    counter(first_read(good, settings.first, method_column))
     step = _read_until_stop(features, settings, counter, budget)
     result = counter.result(policy)
     frame = _predictions(good, features, counter, step, settings.level, method_column)
@@ -289,8 +298,12 @@ def ridge_reader(
         if len(finite) < 2:
             counter(unread[0])
             continue
-        model = Ridge(alpha=1.0).fit(features.rows(finite), [100.0 * counter(t) for t in finite])
-        counter(_argmax(model.predict(features.rows(unread)), unread))
+        x_read, x_unread = features.rows(finite), features.rows(unread)
+        if not x_read.shape[1]:  # no hyperparameter varies: nothing to learn, read on in visiting order
+            counter(unread[0])
+            continue
+        model = Ridge(alpha=1.0).fit(x_read, [100.0 * counter(t) for t in finite])
+        counter(_argmax(model.predict(x_unread), unread))
     return counter.result(policy)
 
 
@@ -303,7 +316,7 @@ def guided_settings(s: SelectionConfig, metrics: Optional[bool] = None) -> Guide
                           n_init=s.guided_init, level=s.prediction_level)
 
 
-@register_policy("guided", order_dependent=True)
+@register_policy("guided")
 def _guided(trials: pd.DataFrame, readout: Readout, order: Optional[Sequence[int]],
             s: SelectionConfig) -> SelectionResult:
     return guided(trials, readout, guided_settings(s), order)
@@ -313,3 +326,24 @@ def _guided(trials: pd.DataFrame, readout: Readout, order: Optional[Sequence[int
 def _ridge_reader(trials: pd.DataFrame, readout: Readout, order: Optional[Sequence[int]],
                   s: SelectionConfig) -> SelectionResult:
     return ridge_reader(trials, readout, order)
+
+
+# ----------------------------------------------------------------------------- calibration
+def loo_coverage(trials: pd.DataFrame, values: dict[int, float], settings: GuidedSettings = GuidedSettings(),
+                 method_column: Optional[str] = "method") -> tuple[int, int]:
+    """(covered, total): leave each config with a finite readout out in turn, fit the guided reader's
+    surrogate to all the others (same features), and count how often its ``settings.level`` interval for a
+    new readout holds the left-out readout. The sweep's own configs, every readout but one: the question
+    "are the intervals honest" asked where the model has the most data."""
+    metrics = label_free_metrics(trials) if settings.metrics else []
+    good = usable_trials(trials, metrics)
+    features = config_features(good, metrics, method_column)
+    known = [t for t in features.trials if math.isfinite(values.get(t, math.nan))]
+    covered = 0
+    for left in known:
+        rest = [t for t in known if t != left]
+        y = np.array([100.0 * values[t] for t in rest])
+        model = make_surrogate(settings.surrogate, features.values.shape[1]).fit(features.rows(rest), y)
+        low, high = model.predict(features.rows([left])).interval(settings.level)
+        covered += int(low[0] <= 100.0 * values[left] <= high[0])
+    return covered, len(known)

@@ -228,10 +228,7 @@ def select(
     """Every policy on a finished (or running) study, choosing by ``cfg.selection_column``."""
     cfg = cfg or SelectionConfig()
     readout = TableReadout(readouts, cfg.selection_column)
-    return run_policies(
-        trials, readout, order, cfg.batch_size, cfg.top_k, tuple(cfg.alpha_band),
-        cfg.combined_budget, cfg.combined_allocation,
-    )
+    return run_policies(trials, readout, order, settings=cfg)
 
 
 def select_and_report(storage: str, study_name: str, sweep_dir: str | Path, launcher: str = "local",

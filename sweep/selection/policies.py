@@ -572,11 +572,14 @@ def run_policies(
     band: Sequence[float] = (0.8, 1.2),
     combined_budget: Optional[int] = None,
     combined_allocation: str = "adaptive",
+    settings: Optional[SelectionConfig] = None,
 ) -> list[SelectionResult]:
     """Every registered policy (``POLICIES``) on one trials table; a policy whose columns the table lacks is
-    skipped. Defaults mirror :class:`sweep.config.schema.SelectionConfig`."""
-    settings = SelectionConfig(batch_size=batch_size, top_k=top_k, alpha_band=list(band),
-                               combined_budget=combined_budget, combined_allocation=combined_allocation)
+    skipped. ``settings`` (a whole :class:`sweep.config.schema.SelectionConfig`) replaces the loose arguments,
+    whose defaults mirror it."""
+    if settings is None:
+        settings = SelectionConfig(batch_size=batch_size, top_k=top_k, alpha_band=list(band),
+                                   combined_budget=combined_budget, combined_allocation=combined_allocation)
     ranked = sorted(POLICIES.items(), key=lambda item: not item[1].label_free)  # references (oracle) last
     return [policy.run(trials, readout, order, settings) for _, policy in ranked
             if policy.applies(trials.columns)]

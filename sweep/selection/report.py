@@ -36,7 +36,7 @@ from sweep.selection.evaluate import (  # noqa: E402
     spearman_table,
 )
 from sweep.selection.pipeline import TableReadout  # noqa: E402
-from sweep.selection.policies import SelectionResult, run_policies, usable_trials  # noqa: E402
+from sweep.selection.policies import POLICIES, SelectionResult, run_policies, usable_trials  # noqa: E402
 from sweep.selection.surrogate import param_columns  # noqa: E402
 
 METRIC_CANDIDATES = (
@@ -177,29 +177,28 @@ def _run(
     trials: pd.DataFrame, val: TableReadout, cfg: SelectionConfig, order: Optional[Sequence[int]]
 ) -> list[SelectionResult]:
     """Every policy with the settings of ``cfg``."""
-    band = tuple(cfg.alpha_band)
-    return run_policies(
-        trials, val, order, cfg.batch_size, cfg.top_k, band, cfg.combined_budget, cfg.combined_allocation
-    )
+    return run_policies(trials, val, order, settings=cfg)
 
 
 def _order_stats(
     trials: pd.DataFrame, readouts: pd.DataFrame, cfg: SelectionConfig, best: float
 ) -> pd.DataFrame:
-    """Per policy, over cfg.n_orders random visiting orders: P(test acc >= best - tol), mean readouts."""
+    """Per policy, over cfg.n_orders random visiting orders: P(test acc >= best - tol), mean readouts. A policy
+    whose reads cannot depend on the order (``Policy.order_dependent`` False) runs once."""
     val = TableReadout(readouts, cfg.selection_column)
     test = TableReadout(readouts, cfg.report_column)
     rows = []
+    once: dict[str, SelectionResult] = {}
     for order in random_orders(trials["trial"], cfg.n_orders, cfg.seed):
-        for res in _run(trials, val, cfg, order):
+        for name, policy in POLICIES.items():
+            if not policy.applies(trials.columns):
+                continue
+            if policy.order_dependent or name not in once:
+                once[name] = policy.run(trials, val, order, cfg)
+            res = once[name]
             acc = test(res.chosen_trial) if res.chosen_trial is not None else math.nan
-            rows.append(
-                {
-                    "policy": res.policy,
-                    "within": bool(acc >= best - cfg.tolerance - 1e-12),
-                    "readouts": res.readouts_used,
-                }
-            )
+            rows.append({"policy": res.policy, "within": bool(acc >= best - cfg.tolerance - 1e-12),
+                         "readouts": res.readouts_used})
     frame = pd.DataFrame(rows, columns=["policy", "within", "readouts"])
     return frame.groupby("policy", sort=False).agg(
         p_within=("within", "mean"), mean_readouts=("readouts", "mean")
@@ -892,8 +891,7 @@ def evidence_tables(
     merged = merged_table(trials, readouts)
     usable = usable_trials(merged)
     spearman = spearman_table(usable, available_metrics(usable), cfg.report_column, n_boot, cfg.seed)
-    specs = policy_specs(cfg.batch_size, cfg.top_k, tuple(cfg.alpha_band), cfg.combined_budget,
-                         cfg.combined_allocation)
+    specs = policy_specs(settings=cfg)
     evidence = evaluate_scopes(trials, readouts, specs, cfg.n_orders, cfg.seed, None, cfg.selection_column,
                                cfg.report_column, 100.0 * cfg.tolerance)
     return spearman, evidence

@@ -140,3 +140,35 @@ def binomial_se_points(accuracy: float, n_images: int) -> float:
     if not n_images or not math.isfinite(accuracy):
         return math.nan
     return 100.0 * math.sqrt(accuracy * (1.0 - accuracy) / n_images)
+
+
+@dataclass(frozen=True)
+class TopTies:
+    """Ties at the top of validation: how many configs share the best readout, and what that hides on test."""
+
+    tied: int  # configs sharing the best validation readout (1: no tie)
+    test_spread_pts: float  # max - min test accuracy among them (0 without a tie)
+    near: int  # configs within one validation standard error of the best (NaN-free count)
+    p_tie_decides: float  # over bootstrap sweeps: P(the oracle's config is one of >= 2 with the best readout
+    # but different test accuracies), i.e. how often the tie-break (smaller id) decides the oracle
+
+
+def top_ties(ids: Sequence[int], val: Mapping[int, float], test: Mapping[int, float], val_se_pts: float = math.nan,
+             n_reps: int = 1000, seed: int = 0) -> TopTies:
+    """:class:`TopTies` for one sweep of configs ``ids``."""
+    finite = [t for t in ids if math.isfinite(val.get(t, math.nan))]
+    if not finite:
+        return TopTies(0, math.nan, 0, math.nan)
+    best = max(val[t] for t in finite)
+    tied = [t for t in finite if val[t] == best]
+    spread = 100.0 * (max(test.get(t, math.nan) for t in tied) - min(test.get(t, math.nan) for t in tied))
+    near = sum(100.0 * (best - val[t]) <= val_se_pts for t in finite) if math.isfinite(val_se_pts) else 0
+    v = np.array([val[t] for t in finite])
+    w = np.array([test.get(t, math.nan) for t in finite])
+    rng = np.random.default_rng(seed)
+    decides = 0
+    for _ in range(int(n_reps)):
+        pick = np.unique(rng.integers(0, len(finite), len(finite)))
+        top = v[pick] == v[pick].max()
+        decides += int(top.sum() >= 2 and np.ptp(w[pick][top]) > 0)
+    return TopTies(len(tied), spread if math.isfinite(spread) else 0.0, int(near), decides / max(1, int(n_reps)))

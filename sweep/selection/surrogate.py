@@ -240,12 +240,13 @@ class GaussianProcessSurrogate:
     """sklearn's GaussianProcessRegressor on accuracy in points, centred on the mean readout: a linear trend
     (DotProduct) plus an ARD Matern-5/2 residual plus white readout noise, with bounds that act as priors
     stated in points, so 3-8 readouts cannot shrink the uncertainty below what readouts show: configs differ
-    by at least ``amplitude_bounds[0]`` pt^2 of variance, a readout has at least ``noise_bounds[0]`` pt^2 of
-    noise (a probe on 1000 images has ~1 pt of binomial error), and a length scale below
+    by at least ``amplitude_bounds[0]`` pt^2 of variance (and at least as much as the readouts seen), a readout
+    has at least ``noise_bounds[0]`` pt^2 of noise (a probe's accuracy on ~700-1000 images has 1.0-1.2 pt of
+    binomial error; on a larger split this floor is conservative: the reader reads more), and a length scale below
     ``length_bounds[0]`` standardised units (wiggles between neighbouring configs) is not allowed."""
 
-    def __init__(self, n_features: int, restarts: int = 2, amplitude_bounds: tuple[float, float] = (1.0, 400.0),
-                 noise_bounds: tuple[float, float] = (0.25, 100.0),
+    def __init__(self, n_features: int, restarts: int = 0, amplitude_bounds: tuple[float, float] = (1.0, 400.0),
+                 noise_bounds: tuple[float, float] = (1.0, 100.0),
                  length_bounds: tuple[float, float] = (0.5, 100.0), linear: bool = True,
                  observed_floor: bool = True) -> None:
         from sklearn.gaussian_process.kernels import ConstantKernel, DotProduct, Matern, WhiteKernel
