@@ -37,7 +37,8 @@ from sweep.selection.evaluate import POOLED, bootstrap_spearman, spearman_table
 
 DATA = Path(__file__).resolve().parent / "data"
 METRICS = ("rankme", "rankme_normalized", "alpha", "abs_alpha_minus_1", "alpha_r2", "rankme_backbone",
-           "stable_rank", "participation_ratio", "nesum", "silhouette", "ami_checkpoint", "entropy", "loss")
+           "stable_rank", "participation_ratio", "nesum", "silhouette", "ami_checkpoint", "entropy", "twonn",
+           "cluster_learnability", "clid", "loss")
 READOUTS = ("test_accuracy", "fewshot_test_accuracy", "knn_accuracy")
 
 
@@ -56,6 +57,11 @@ def primary(table: pd.DataFrame) -> pd.DataFrame:
     if "repeat" in rows.columns:
         rows = rows[rows["repeat"] == 0]
     return rows.assign(abs_alpha_minus_1=(rows["alpha"] - 1.0).abs())
+
+
+def present(frame: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+    """The metrics that are columns of ``frame`` (older tables lack the newer metrics, e.g. twonn)."""
+    return [m for m in metrics if m in frame.columns]
 
 
 def _methods(frame: pd.DataFrame) -> list[str]:
@@ -202,6 +208,72 @@ def hindsight_section(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def plateau_section(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method: test accuracy at the last epoch minus at the latest intermediate readout (3/4 of the run in the
+    converged preset), over every completed trial, against the seed noise (std between seeds of one config, mean
+    over the configs trained with several seeds). Plateau: |mean difference| < seed noise."""
+    marks = sorted((int(c.rsplit("_e", 1)[1]) for c in table.columns if c.startswith("test_accuracy_e")), reverse=True)
+    if not marks:
+        return pd.DataFrame()
+    column = f"test_accuracy_e{marks[0]}"
+    done = table[table["state"] == "COMPLETE"]
+    rows = []
+    for method in sorted(done["method"].unique()):
+        mine = done[done["method"] == method]
+        diff = (mine["test_accuracy"] - mine[column]).to_numpy(float)
+        noise = mine.groupby("config_id").filter(lambda g: len(g) > 1).groupby("config_id")["test_accuracy"].std(
+            ddof=1).mean()
+        rows.append({"method": method, "trials": len(mine), "mark_epoch": marks[0],
+                     "mean_last_minus_mark": np.nanmean(diff), "max_abs": np.nanmax(np.abs(diff)),
+                     "seed_std_last": noise, "plateau": bool(abs(np.nanmean(diff)) < noise)})
+    return pd.DataFrame(rows)
+
+
+def best_signal_section(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """Per method: the label-free score with the largest |Spearman| with test accuracy, and whether it reaches
+    0.6 in the direction of its sign (the issue's target is stated with the interval)."""
+    rows = []
+    for method in _methods(frame):
+        mine = frame[frame["method"] == method]
+        cis = {m: bootstrap_spearman(mine[m].to_numpy(float), mine["test_accuracy"].to_numpy(float), n_boot=1000)
+               for m in metrics}
+        cis = {m: c for m, c in cis.items() if np.isfinite(c.rho)}
+        if not cis:
+            continue
+        best = max(cis, key=lambda m: abs(cis[m].rho))
+        c = cis[best]
+        rows.append({"method": method, "configs": len(mine), "best_metric": best,
+                     "spearman": _format_ci(c.rho, c.low, c.high, c.n), "reaches_0.6": bool(abs(c.rho) >= 0.6)})
+    return pd.DataFrame(rows)
+
+
+def figures(frame: pd.DataFrame, out: Path) -> list[Path]:
+    """The alpha-ReQ figure (alpha vs test accuracy, colour = projector width) and the RankMe figure (RankMe vs
+    test accuracy), one panel per method, as PNGs in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for metric, name in (("alpha", "alpha_vs_accuracy.png"), ("rankme", "rankme_vs_accuracy.png")):
+        methods = _methods(frame)
+        fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), squeeze=False)
+        for ax, method in zip(axes[0], methods):
+            mine = frame[frame["method"] == method]
+            dots = ax.scatter(mine[metric], 100 * mine["test_accuracy"], c=np.log2(mine["out_dim"]), cmap="viridis",
+                              s=28, edgecolors="k", linewidths=0.3)
+            ax.set(title=method, xlabel=metric, ylabel="linear probe test accuracy (%)")
+            bar = fig.colorbar(dots, ax=ax)
+            bar.set_label("log2 projector width")
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        paths.append(out / name)
+    return paths
+
+
 def random_init_reference(table: Path) -> Optional[dict[str, float]]:
     """The untrained backbone's readouts stored beside a testbed table (testbed.json), if any."""
     meta = table.with_suffix(".json")
@@ -222,6 +294,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--curves", type=Path, default=None, help="default: <table>_curves.parquet beside it")
     parser.add_argument("--compare", type=Path, nargs="*", default=[], help="other testbed tables (data condition)")
     parser.add_argument("--md", type=Path, default=None, help="also write the sections as markdown")
+    parser.add_argument("--figures", type=Path, default=None, help="write the alpha / RankMe figures (PNG) here")
     args = parser.parse_args(argv)
     for path in (args.table, *args.compare):
         if not path.is_file():
@@ -238,12 +311,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _show("1a. Spread of the readouts (primary seed)", spread_section(table, reference), out)
     if "repeat" in table.columns and (table["repeat"] > 0).any():
         _show("1b. Seed noise: std between seeds of one config vs between configs", seed_noise_section(table), out)
-    _show("2. Metric vs readout (Spearman, 95% bootstrap CI)", correlation_section(frame, METRICS, READOUTS), out)
+    _show("2. Metric vs readout (Spearman, 95% bootstrap CI)", correlation_section(frame, present(frame, METRICS), READOUTS),
+          out)
     _show("3a. Metric at epoch e vs FINAL test accuracy", epoch_section(curves, table, ("rankme", "rankme_normalized",
                                                                                          "alpha", "loss")), out)
     _show("3b. Metric at epoch e vs the probe at epoch e", short_run_section(curves, table, ("rankme",
                                                                                             "rankme_normalized",
                                                                                             "alpha")), out)
+    _show("2b. Best label-free score per method (target: |Spearman| >= 0.6)",
+          best_signal_section(frame, [m for m in present(frame, METRICS) if m != "loss"]), out)
+    _show("2c. Plateau: last epoch vs the latest intermediate readout, against seed noise", plateau_section(table),
+          out)
     _show("4. Width: raw vs normalised RankMe", width_section(frame), out)
     _show("5. Training regime: within the lower / upper half of the learning-rate range",
           regime_section(frame, ("rankme", "rankme_normalized", "alpha")), out)
@@ -255,6 +333,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                       READOUTS[:1]), out)
         _show(f"7. Data: spread on {other}", spread_section(pd.read_parquet(other), random_init_reference(other)),
               out)
+    if args.figures:
+        for path in figures(frame, args.figures):
+            print(f"wrote {path}")
     if args.md:
         args.md.write_text("".join(out))
         print(f"\nwrote {args.md}")

@@ -227,6 +227,9 @@ def _run_select(args: argparse.Namespace) -> int:
     launcher = args.launcher or "local"
     jobs = args.jobs or (os.cpu_count() if launcher == "local" else None)  # local: no more than the cores
     report = select_and_report(args.storage, args.study, args.sweep_dir, launcher, args.out, jobs)  # prints notes
+    from sweep.selection.report import predictions_summary
+
+    print(predictions_summary(report.parent / "tables"))
     print(f"report: {report}\ntables: {report.parent / 'tables'}")
     print("next: open the report; for the risk decomposition of these trials run\n"
           f"  {_study_command('risk', args.storage, args.study, args.sweep_dir)}")
@@ -246,7 +249,7 @@ def _run_select_table(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from sweep.selection.report import build_report, policy_summary
+    from sweep.selection.report import build_report, policy_summary, predictions_summary
     from sweep.selection.table import (
         TableError,
         default_report_dir,
@@ -263,9 +266,20 @@ def _run_select_table(args: argparse.Namespace) -> int:
     print(describe(loaded, args.table, query), flush=True)
     out = args.out or default_report_dir(args.table)
     title = f"Label-free selection: {args.table.name}"
-    report = build_report(loaded.trials, loaded.readouts, out, title=title)
-    print(policy_summary(pd.read_csv(out / "tables" / "policies.csv")))  # what the report holds, not a rerun
-    print(f"report: {report}\ntables: {out / 'tables'}")
+    if "task" in loaded.trials.columns:  # one sweep per task: never selected or judged across tasks
+        from sweep.selection.tasks import build_task_reports, task_folder, task_frames
+
+        report = build_task_reports(loaded.trials, loaded.readouts, out, title=title)
+        for task, _, _ in task_frames(loaded.trials, loaded.readouts):
+            tables = out / task_folder(task) / "tables"
+            print(f"task {task}:\n" + policy_summary(pd.read_csv(tables / "policies.csv")))
+            print(predictions_summary(tables))
+        print(f"report: {report} (one section per task)")
+    else:
+        report = build_report(loaded.trials, loaded.readouts, out, title=title)
+        print(policy_summary(pd.read_csv(out / "tables" / "policies.csv")))  # what the report holds, not a rerun
+        print(predictions_summary(out / "tables"))
+        print(f"report: {report}\ntables: {out / 'tables'}")
     print("next: open the report, then judge the policies against random-b (target verdict):\n"
           f"  python benchmarks/selection.py {shlex.join(_table_flags_for_benchmark(args))}")
     return 0
@@ -335,11 +349,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _build_parser().parse_args(argv)
     handlers = {"results": _run_results, "progress": _run_progress, "select": _run_select, "demo": _run_demo,
                 "risk": _run_risk, "readout": _run_readout}
+    from sweep.study.journal import JournalCorruptError
     from sweep.study.storage import StorageError, StudyNotFoundError
 
     try:
         return handlers[args.command](args)
-    except (StudyNotFoundError, StorageError) as err:  # a mistyped --storage / --study: one line, no traceback
+    except (StudyNotFoundError, StorageError, JournalCorruptError) as err:  # a mistyped --storage / --study, a
+        # journal with a line that cannot be rebuilt (the message has the repair command): one line, no traceback
         print(f"sweep {args.command}: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
 

@@ -169,17 +169,22 @@ def test_slurm_launcher_on_submitit_local_backend(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_submit_failure_fails_trials_then_aborts(tmp_path: Path) -> None:
-    """sbatch refusing the job (or missing) fails those trials with the reason; the ratio rule then aborts."""
+def test_submit_failure_requeues_trials_and_stops(tmp_path: Path) -> None:
+    """sbatch refusing the job (or missing) is not the trials' fault: they are requeued and not counted, the run
+    submits nothing more and stops naming the reason; the sweep has lost nothing for the rerun."""
+    from sweep.study.resume import is_counted
+
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     proc = run_app(*base_overrides(tmp_path, storage), "+search_space=demo", "hydra/launcher=sweep_slurm",
                    "hydra.launcher.partition=no_such_partition_xyz", "hydra.sweeper.n_trials=6",
                    "hydra.sweeper.n_jobs=2", "hydra.sweeper.min_finished_before_abort=2")
     assert proc.returncode != 0
-    assert "sweep aborted: 2 of 2 finished trials failed (100%)" in proc.stderr
+    assert "2 trial(s) could not run: submit failed: " in proc.stderr
     trials = load(storage).get_trials()
-    assert len(trials) == 2 and all(t.state == TrialState.FAIL for t in trials)
-    assert all(t.user_attrs["failure_reason"].startswith("submit failed: ") for t in trials)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 2 and not [t for t in failed if is_counted(t)]
+    assert all(t.user_attrs["failure_reason"].startswith("not the trial's fault (submit failed: ") for t in failed)
+    assert sum(t.state == TrialState.WAITING for t in trials) == 2  # the rerun runs them
 
 
 def test_module_driver_does_not_put_its_package_folder_on_the_worker_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -77,6 +77,15 @@ README_PLAN: dict[str, Run | Skip] = {
     "hydra.sweeper.pruner.options.n_startup_trials=2": Run(expect_files=("sweeps/byo_lightning.db",)),
     "sweep select --storage sqlite:///sweeps/byo_lightning.db --study byo_lightning --sweep-dir "
     "sweeps/byo_lightning --launcher local": Run(expect_files=("sweeps/byo_lightning/report/report.html",)),
+    "bash scripts/gpu_wheels.sh": Skip("downloads from the package index into the repo's .gpu_wheels/; "
+                                       "tests/test_gpu_wheels.py runs it for the running Python into a "
+                                       "temporary folder"),
+    "bash benchmarks/gpu_check.sh": Skip("needs a CUDA device (8 minutes); its --dry-run runs offline from the "
+                                         "carried wheels in tests/test_gpu_wheels.py"),
+    "bash benchmarks/gpu_check.sh --run python benchmarks/testbed.py --preset converged --device cuda "
+    "--parallel 8 --minutes 6 --out \"$OUT/testbed\"":
+        Skip("needs a CUDA device and the device's $OUT; the testbed's converged CPU dry run is tested in "
+             "tests/test_testbed.py and --run's offline set-up in tests/test_gpu_wheels.py"),
     "sweep risk --storage sqlite:///sweeps/demo.db --study demo --sweep-dir sweeps/demo --reference-epochs 30":
         Run((("--reference-epochs 30", "--reference-epochs 1"),), expect_files=("sweeps/demo/risk/risk.csv",)),
 }

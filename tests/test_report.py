@@ -176,8 +176,12 @@ def test_build_report_files_and_embedded_figures(tmp_path: Path) -> None:
     assert "http" not in text.replace("http-equiv", "")  # nothing fetched when opened offline
     policies = pd.read_csv(out / "tables" / "policies.csv")
     assert set(policies["policy"]) == {"adaptive_alpha_window", "alpha_band", "rankme_topk", "alpha_rankme",
-                                       "calibrated_rank", "oracle"}
+                                       "calibrated_rank", "guided", "ridge_reader", "oracle"}
     assert not math.isnan(policies.set_index("policy").loc["oracle", "test_accuracy"])
+    predicted = pd.read_csv(out / "tables" / "predictions.csv")  # the guided reader's model of every config
+    assert len(predicted) == policies.set_index("policy").loc["oracle", "readouts_used"]  # every usable config
+    assert predicted["read"].sum() == policies.set_index("policy").loc["guided", "readouts_used"]
+    assert "Predicted accuracy of the configs never read out" in text or predicted["read"].all()
 
 
 def test_report_lists_readouts_left_out(tmp_path: Path) -> None:

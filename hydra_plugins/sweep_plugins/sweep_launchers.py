@@ -30,12 +30,14 @@ class _TrialLauncherFront(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         return self._ready().launch(job_overrides, initial_job_idx)
 
-    def submit(self, job_overrides: Sequence[str], idx: int, env: Optional[Mapping[str, str]] = None) -> Any:
+    def submit(self, job_overrides: Sequence[str], idx: int, env: Optional[Mapping[str, str]] = None,
+               on_intent: Optional[Callable[[Any], None]] = None) -> Any:
         """One trial -> a handle with done(), result(), job_id, run_dir, cancel()."""
-        return self._ready().submit(job_overrides, idx, env)
+        return self._ready().submit(job_overrides, idx, env, on_intent=on_intent)
 
-    def submit_batch(self, jobs: Sequence[Any], envs: Optional[Sequence[Mapping[str, str]]] = None) -> list[Any]:
-        return self._ready().submit_batch(jobs, envs)
+    def submit_batch(self, jobs: Sequence[Any], envs: Optional[Sequence[Mapping[str, str]]] = None,
+                     on_intent: Optional[Callable[[Any], None]] = None) -> list[Any]:
+        return self._ready().submit_batch(jobs, envs, on_intent=on_intent)
 
     def _ready(self) -> Any:
         if self.impl is None:

@@ -1,11 +1,15 @@
 """``hydra/sweeper=sweep_optuna``: asynchronous Optuna ask/tell sweeps (implementation in sweep.study.sweeper)."""
-from typing import Any, Callable, List, Optional
+import os
+import sys
+from typing import Any, Callable, List, NoReturn, Optional
 
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext
 from omegaconf import DictConfig
 
 from hydra_plugins.sweep_plugins import config  # noqa: F401 - registers the configs
+
+EXIT_CONFIG, EXIT_STOPPED = 2, 1
 
 
 class SweepOptunaSweeper(Sweeper):
@@ -21,10 +25,37 @@ class SweepOptunaSweeper(Sweeper):
         from sweep.study.sweeper import AskTellSweeper
 
         HydraConfig.instance().set_config(config)
-        self._impl = AskTellSweeper(SweepSettings.from_config(config.hydra.sweeper))
+        try:
+            self._impl = AskTellSweeper(SweepSettings.from_config(config.hydra.sweeper))
+        except Exception as err:  # noqa: BLE001 - only the kinds one_line_exit knows are shortened
+            one_line_exit(err)
         self._impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: List[str]) -> Any:
         if self._impl is None:
             raise RuntimeError("SweepOptunaSweeper.sweep() called before setup()")
-        return self._impl.sweep(arguments)
+        try:
+            return self._impl.sweep(arguments)
+        except Exception as err:  # noqa: BLE001 - only the kinds one_line_exit knows are shortened
+            one_line_exit(err)
+
+
+def one_line_exit(err: Exception) -> NoReturn:
+    """A config error (exit 2) or a sweep stopped for a reason it names (exit 1) is one line on stderr, not a
+    traceback; ``HYDRA_FULL_ERROR=1`` keeps the traceback. Anything else is raised as it is (a bug)."""
+    from sweep.config.sweeper import SweepConfigError
+    from sweep.safety import UnsafeFolderError, redact_text
+    from sweep.study.journal import JournalCorruptError
+    from sweep.study.resume import DriverConflictError
+    from sweep.study.storage import StorageError
+    from sweep.study.sweeper import DriverSupersededError, SweepAbortedError, SweepEnvironmentError
+
+    config_errors = (SweepConfigError, StorageError)
+    stops = (SweepEnvironmentError, SweepAbortedError, DriverConflictError, DriverSupersededError,
+             JournalCorruptError, UnsafeFolderError)
+    if os.environ.get("HYDRA_FULL_ERROR") == "1" or not isinstance(err, (*config_errors, *stops)):
+        raise err
+    kind = "config error" if isinstance(err, config_errors) else "stopped"
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    print(f"[sweep] {kind}: {redact_text(text)}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_CONFIG if isinstance(err, config_errors) else EXIT_STOPPED) from None

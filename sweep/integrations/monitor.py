@@ -16,7 +16,10 @@ A plain PyTorch loop uses it like this (the sweep's pruner stops hopeless runs t
 
 Metrics are those of the train job (docs/ARCHITECTURE.md): RankMe and RankMe / min(N, D) on the projector output
 ``z``; alpha-ReQ, its R^2, stable rank, participation ratio and NESum on the backbone features ``x`` (on ``z``
-when no ``x`` is given), all from :class:`~sweep.metrics.SpectralAccumulator` in O(D^2) memory.
+when no ``x`` is given), all from :class:`~sweep.metrics.SpectralAccumulator` in O(D^2) memory. The metrics that
+need the rows themselves (every registered non-streamed one: TwoNN intrinsic dimension, cluster learnability, a
+user's ``register_metric``) read the first ``max_rows`` rows of each epoch, as the train job reads its monitoring
+split: O(max_rows * D) memory, ``max_rows=0`` turns them off.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from sweep.metrics import DEFAULT_ALPHA_WINDOW, SpectralAccumulator, normalized_rankme
+from sweep.metrics import DEFAULT_ALPHA_WINDOW, SpectralAccumulator, normalized_rankme, registered_row
 from sweep.reporting import COMPLETED, FAILED, PRUNED, Reporter, current_reporter
 from sweep.train.records import build_record, clean, write_monitor_csv, write_record
 
@@ -37,6 +40,8 @@ BACKBONE_KEYS = ("alpha", "alpha_r2", "alpha_window_lo", "alpha_window_hi", "sta
                  "nesum")
 FEATURE_SPLITS = ("train", "val", "test")
 FEATURE_KINDS = ("backbone", "projector")
+MAX_ROWS = 2048  # rows per epoch kept for the row metrics (TwoNN, cluster learnability): ~1 s on one core
+MIN_ROWS = 3  # TwoNN needs two neighbours per row
 
 
 class LabelFreeMonitor:
@@ -46,12 +51,13 @@ class LabelFreeMonitor:
     (None outside a sweep: then nothing is reported and nothing is pruned). ``run_dir``: where the record,
     ``monitor.csv`` and the features go; by default Hydra's output dir of the running job, else the working dir.
     ``collapse_rankme``: end the run as failed when RankMe falls below it (a collapsed embedding is a result).
+    ``max_rows``: rows per epoch kept for the registered row metrics (TwoNN, cluster learnability); 0: none.
     """
 
     def __init__(self, run_dir: Union[str, Path, None] = None, *, reporter: Optional[Reporter] = None,
                  method: str = "custom", config: Optional[Mapping[str, Any]] = None,
                  alpha_window: Sequence[int] = DEFAULT_ALPHA_WINDOW,
-                 collapse_rankme: Optional[float] = None) -> None:
+                 collapse_rankme: Optional[float] = None, max_rows: int = MAX_ROWS) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir()
         self.reporter = reporter if reporter is not None else current_reporter()
         self.method, self.config = method, config
@@ -62,6 +68,8 @@ class LabelFreeMonitor:
         self.pruned_reason: Optional[str] = None
         self._z: Optional[SpectralAccumulator] = None
         self._x: Optional[SpectralAccumulator] = None
+        self.max_rows = int(max_rows)
+        self._kept: dict[str, list[torch.Tensor]] = {"z": [], "x": []}
         self._started = time.perf_counter()
         self._metrics_s = 0.0
 
@@ -82,6 +90,9 @@ class LabelFreeMonitor:
             if self._x is None:
                 self._x = SpectralAccumulator(x2.shape[1])
             self._x.update(x2)
+        self._keep("z", z2)
+        if x is not None:
+            self._keep("x", x2)
         self._metrics_s += time.perf_counter() - t0
 
     def end_epoch(self, epoch: int, **extra: Any) -> dict[str, Any]:
@@ -93,8 +104,9 @@ class LabelFreeMonitor:
             raise ValueError(f"end_epoch({epoch}): update() needs at least 2 rows before an epoch can be scored; "
                              f"got {0 if self._z is None else self._z.n}")
         t0 = time.perf_counter()
-        row = {"epoch": int(epoch), **extra, **self._score()}
+        row = {"epoch": int(epoch), **extra, **self._score(), **self._row_metrics()}
         self._z, self._x = None, None
+        self._kept = {"z": [], "x": []}
         self.history.append(row)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_monitor_csv(self.history, self.run_dir)
@@ -115,6 +127,23 @@ class LabelFreeMonitor:
         if self._x is not None:
             row["rankme_backbone"] = bb["rankme"]
         return row
+
+    def _keep(self, kind: str, batch: ArrayLike) -> None:
+        """Keep rows of this epoch up to ``max_rows`` (float32 CPU copies) for the row metrics."""
+        have = sum(b.shape[0] for b in self._kept[kind])
+        if have < self.max_rows:
+            t = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.asarray(batch))
+            self._kept[kind].append(t[: self.max_rows - have].detach().to("cpu", torch.float32).clone())
+
+    def _row_metrics(self) -> dict[str, Any]:
+        """The registered non-streamed metrics on the kept rows (backbone x, or z when no x was given)."""
+        if not self._kept["z"]:
+            return {}
+        z = torch.cat(self._kept["z"])
+        x = torch.cat(self._kept["x"]) if self._kept["x"] else z
+        if z.shape[0] < MIN_ROWS or not bool(torch.isfinite(z).all() and torch.isfinite(x).all()):
+            return {}  # too few rows, or diverged (the spectral metrics report that)
+        return registered_row(x, z)
 
     def _check_collapse(self, row: Mapping[str, Any]) -> None:
         rankme = row.get("rankme")

@@ -18,6 +18,7 @@ from sweep.launch.trial import TrialPayload, compose_trial_config, pinned_sweep_
 from sweep.launch.outcome import COMPLETED, TrialOutcome
 
 log = logging.getLogger(__name__)
+IntentCallback = Callable[[list[dict[str, str]]], None]
 
 
 @runtime_checkable
@@ -57,15 +58,26 @@ class TrialLauncher(Launcher):
             state = _redacted_singleton_state()
         return TrialPayload(self.hydra_context, self.task_function, cfg, state, dict(env or {}))
 
-    def submit(self, job_overrides: Sequence[str], idx: int, env: Mapping[str, str] | None = None) -> TrialHandle:
-        return self.submit_batch([(job_overrides, idx)], [env or {}])[0]
+    def submit(self, job_overrides: Sequence[str], idx: int, env: Mapping[str, str] | None = None,
+               on_intent: IntentCallback | None = None) -> TrialHandle:
+        return self.submit_batch([(job_overrides, idx)], [env or {}], on_intent=on_intent)[0]
 
     def submit_batch(self, jobs: Sequence[tuple[Sequence[str], int]],
-                     envs: Sequence[Mapping[str, str]] | None = None) -> list[TrialHandle]:
-        """Submit several trials at once (one SLURM job array for the SLURM launcher)."""
+                     envs: Sequence[Mapping[str, str]] | None = None,
+                     on_intent: IntentCallback | None = None) -> list[TrialHandle]:
+        """Submit several trials at once (one SLURM job array for the SLURM launcher). ``on_intent`` gets, before
+        anything is started, what a later driver needs to find each job should this one die before the job ids
+        are stored (its run dir; for SLURM the job name, array index and folder)."""
         envs = list(envs) if envs is not None else [{} for _ in jobs]
         payloads = [self.payload(overrides, idx, env) for (overrides, idx), env in zip(jobs, envs)]
-        return self._start(payloads, [idx for _, idx in jobs])
+        idxs = [idx for _, idx in jobs]
+        if on_intent is not None:
+            on_intent(self.intents(payloads, idxs))
+        return self._start(payloads, idxs)
+
+    def intents(self, payloads: list[TrialPayload], idxs: list[int]) -> list[dict[str, str]]:
+        """Per trial: how to find its job again; the run dir always (a finished result is read from there)."""
+        return [{"run_dir": p.run_dir} for p in payloads]
 
     def _start(self, payloads: list[TrialPayload], idxs: list[int]) -> list[TrialHandle]:
         raise NotImplementedError

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from sweep.reporting import COMPLETED, FAILED, PRUNED  # noqa: F401 - one definition, re-exported to launchers
 DISK_FULL = "disk full (ENOSPC)"  # named first in a failure reason: the fix is on the disk, not in the trial
 _ENOSPC_MARKERS = ("No space left on device", "ENOSPC", "Errno 28")
+EXIT_NO_SPACE = 4  # the worker's exit code when its result hit a full disk (its stderr.log may be on it too)
 
 
 @dataclass
@@ -52,6 +53,11 @@ def outcome_from_exception(err: BaseException, prefix: str = "exception") -> Tri
     return TrialOutcome(FAILED, {}, f"{prefix}: {type(err).__name__}: {head}"[:500])
 
 
+def names_disk_full(text: str) -> bool:
+    """Whether an error text (a job's traceback, a worker's stderr) says the disk was full."""
+    return any(marker in (text or "") for marker in _ENOSPC_MARKERS)
+
+
 def outcome_from_exit(returncode: int, stderr_tail: str = "") -> TrialOutcome:
     """A worker that died without writing its result: name the signal (-9/137 is the OOM killer or SLURM)."""
     sig = -returncode if returncode < 0 else (returncode - 128 if returncode > 128 else 0)
@@ -63,7 +69,7 @@ def outcome_from_exit(returncode: int, stderr_tail: str = "") -> TrialOutcome:
         reason = f"crashed: worker killed by {name} (exit {128 + sig})"
     else:
         reason = f"crashed: worker exited with code {returncode} without a result"
-    if any(marker in (stderr_tail or "") for marker in _ENOSPC_MARKERS):
+    if returncode == EXIT_NO_SPACE or names_disk_full(stderr_tail):
         reason = f"{DISK_FULL}: {reason}"
     tail = stderr_tail.strip().splitlines()[-1:] if stderr_tail else []
     if tail:

@@ -5,13 +5,18 @@ The job callable is a ``submitit.helpers.Checkpointable``: on preemption or time
 the same run dir, where the train job finds ``checkpoints/last.pt`` and resumes.
 
 Each trial records its job id and submitit folder (``adoption``), so a driver started after this one was lost
-re-attaches to the job (``adopt_job``) instead of running the trial a second time. submitit's own pickles
-(``*_submitted.pkl``, ``*_result.pkl``) are not signed: they are only read from a folder that ``secure_dir``
-checked (ours, 0700), see docs/ARCHITECTURE.md.
+re-attaches to the job (``adopt_job``) instead of running the trial a second time; before ``sbatch`` it records
+the job name the submission carries, so a driver lost in between is found by name (``adopt_intent``).
+submitit's own pickles (``*_submitted.pkl``, ``*_result.pkl``) are not signed: they are only read from a
+folder whose whole chain ``check_folder_chain`` accepts, re-checked right before each read (the driver in
+``SubmititHandle.result``, the node in ``sweep.launch.guard``), see docs/ARCHITECTURE.md.
 """
 from __future__ import annotations
 
 import logging
+import secrets
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
@@ -20,9 +25,9 @@ import submitit
 
 from sweep.launch.base import TrialHandle, TrialLauncher
 from sweep.launch.kinds import LAUNCHERS, LauncherKind
-from sweep.launch.outcome import TrialOutcome, outcome_from_exception
+from sweep.launch.outcome import DISK_FULL, TrialOutcome, names_disk_full, outcome_from_exception
 from sweep.launch.trial import TrialPayload, execute_trial
-from sweep.safety import secure_dir
+from sweep.safety import UnsafeFolderError, check_folder_chain, secure_dir
 
 log = logging.getLogger(__name__)
 FAILED_STATES = ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
@@ -49,12 +54,19 @@ class SubmititHandle:
         return self.job.done()
 
     def result(self) -> TrialOutcome:
+        try:  # submitit unpickles from these folders: re-checked right before every read, not only at the start
+            check_folder_chain(static_folder(self.job._paths._folder))
+            check_folder_chain(self.job.paths.folder)
+        except (UnsafeFolderError, FileNotFoundError) as err:
+            return outcome_from_exception(err, prefix="refused")
         try:
             value = self.job.task(0).result()  # a multi-GPU trial's tasks all train; task 0 is its result
         except Exception as err:  # noqa: BLE001 - FailedJobError/UncompletedJobError: the job died outside Python
             state = _safe_state(self.job)
             outcome = outcome_from_exception(err)
             outcome.failure_reason = f"crashed: job {self.job_id} state {state}; {outcome.failure_reason}"[:600]
+            if names_disk_full(str(err)) and not outcome.failure_reason.startswith(DISK_FULL):
+                outcome.failure_reason = f"{DISK_FULL}: {outcome.failure_reason}"  # the job's own write hit it
             return outcome
         return value if isinstance(value, TrialOutcome) else outcome_from_exception(
             TypeError(f"job returned {type(value).__name__}, expected TrialOutcome"))
@@ -73,6 +85,40 @@ def adopt_job(folder: str, job_id: str, run_dir: str, results_timeout_s: float =
     from the submitit folder (checked private first), as for a job of our own."""
     secure_dir(static_folder(folder))
     return SubmititHandle(submitit.SlurmJob(folder=folder, job_id=job_id), run_dir, results_timeout_s)
+
+
+def find_jobs_by_name(name: str) -> list[str]:
+    """Ids (``123``, or ``123_4`` for an array task) of the jobs named ``name``: live ones from ``squeue -r``,
+    finished ones from ``sacct`` (where accounting is on). Empty when neither answers."""
+    found: set[str] = set()
+    commands = (["squeue", "-h", "-r", "-n", name, "-o", "%i"],
+                ["sacct", "-n", "-X", "-P", "--name", name, "-o", "JobID", "-S", "now-14days"])
+    for command in commands:
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out.returncode == 0:
+            found |= {line.strip() for line in out.stdout.split() if line.strip() and "[" not in line}
+    return sorted(found)
+
+
+def adopt_intent(intent: Mapping[str, str], results_timeout_s: float = 5.0) -> Optional[SubmititHandle]:
+    """The job of a trial whose driver died between ``sbatch`` and storing the job id, found by the job name
+    it recorded before submitting; None when no such job exists. A job whose pickle submitit never moved into
+    place (the kill fell between the two) cannot run: it is cancelled, and None returned."""
+    ids = find_jobs_by_name(str(intent["job_name"]))
+    index = intent.get("array_index")
+    wanted = [i for i in ids if (i.endswith(f"_{index}") if index is not None else "_" not in i)]
+    if not wanted:
+        return None
+    handle = adopt_job(str(intent["job_folder"]), wanted[0], str(intent.get("run_dir") or ""), results_timeout_s)
+    if not handle.job.paths.submitted_pickle.exists():
+        log.warning("job %s was submitted but its pickle never reached %s: cancelling it", wanted[0],
+                    handle.job.paths.submitted_pickle)
+        handle.cancel()
+        return None
+    return handle
 
 
 def static_folder(folder: str | Path) -> Path:
@@ -112,9 +158,16 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
+GUARDED_PYTHON = f"{sys.executable} -m sweep.launch.guard"  # re-checks the folders on the node (guard.py)
+
+
 def build_executor(folder: Path | str, cluster: Optional[str], params: Mapping[str, Any],
-                   max_num_timeout: int = 3) -> submitit.AutoExecutor:
-    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster, slurm_max_num_timeout=max_num_timeout)
+                   max_num_timeout: int = 3, guarded: bool = False) -> submitit.AutoExecutor:
+    """``guarded``: the SLURM job starts with ``sweep.launch.guard``, which re-checks the folder chain right
+    before submitit reads the job's pickle."""
+    extra = {"slurm_python": GUARDED_PYTHON} if guarded else {}
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster, slurm_max_num_timeout=max_num_timeout,
+                                     **extra)
     if executor.cluster != "slurm":
         params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
     executor.update_parameters(**params)
@@ -129,17 +182,29 @@ class SlurmLauncher(TrialLauncher):
         self.max_num_timeout, self.results_timeout_s = max_num_timeout, results_timeout_s
         self.params = slurm_parameters(params)
         self._executor: Optional[submitit.AutoExecutor] = None
+        self._job_name: Optional[str] = None  # set by intents() for the next _start()
 
     @property
     def executor(self) -> submitit.AutoExecutor:
         if self._executor is None:
             folder = self.submitit_folder or str(self.sweep_dir / ".submitit" / "%j")
             secure_dir(static_folder(folder))  # submitit unpickles what it finds there
-            self._executor = build_executor(folder, self.cluster, self.params, self.max_num_timeout)
+            self._executor = build_executor(folder, self.cluster, self.params, self.max_num_timeout, guarded=True)
         return self._executor
+
+    def intents(self, payloads: list[TrialPayload], idxs: list[int]) -> list[dict[str, str]]:
+        """The job name this submission will carry (unique: a token per ``sbatch``), its folder and each trial's
+        array index: a driver started after this one died in the submit window finds the jobs by that name."""
+        self._job_name = f"{self.params.get('name') or 'sweep'}.{secrets.token_hex(6)}"
+        folder = self.submitit_folder or str(self.sweep_dir / ".submitit" / "%j")
+        array = len(payloads) > 1
+        return [{"run_dir": p.run_dir, "launcher": "slurm", "job_name": self._job_name, "job_folder": folder,
+                 **({"array_index": str(i)} if array else {})} for i, p in enumerate(payloads)]
 
     def _start(self, payloads: list[TrialPayload], idxs: list[int]) -> list[TrialHandle]:
         executor = self.executor
+        name, self._job_name = self._job_name, None
+        executor.update_parameters(name=name or f"{self.params.get('name') or 'sweep'}.{secrets.token_hex(6)}")
         if len(payloads) == 1:
             jobs = [executor.submit(TrialJob(), payloads[0])]
         else:

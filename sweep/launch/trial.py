@@ -190,7 +190,8 @@ class RunDirLock:
             self._fd = None
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write-then-rename: a reader (or a crash) never sees half a file."""
     from sweep.safety import unique_suffix
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +220,7 @@ def with_record_file(outcome: TrialOutcome, run_dir: str) -> TrialOutcome:
     path = Path(outcome.record.get("record_path") or Path(run_dir) / "result.json")
     if has_record and not path.exists():
         try:
-            _write_text_atomic(path, json.dumps(outcome.record, indent=1, default=str, allow_nan=True))
+            write_text_atomic(path, json.dumps(outcome.record, indent=1, default=str, allow_nan=True))
         except OSError as err:  # a full disk: the trial cannot be read out later, so it is not a success
             failed = outcome_from_exception(err, prefix=f"cannot write {path}")
             outcome.status, outcome.failure_reason = failed.status, failed.failure_reason

@@ -11,15 +11,23 @@ import os
 import sys
 from pathlib import Path
 
-from sweep.launch.outcome import DISK_FULL
+from sweep.launch.outcome import DISK_FULL, EXIT_NO_SPACE
 
 RESULT_FILE = "result.pkl"
-EXIT_UNTRUSTED, EXIT_NO_SPACE, EXIT_WRITE_FAILED = 3, 4, 5
+EXIT_UNTRUSTED, EXIT_WRITE_FAILED = 3, 5  # EXIT_NO_SPACE (4): named as a full disk even when stderr is lost
 
 
 def run_payload_file(payload_path: Path) -> int:
     from sweep.launch.trial import execute_trial
-    from sweep.safety import KEY_ENV, UntrustedPickleError, driver_key, pickle_signed, unpickle_signed, write_private
+    from sweep.safety import (
+        KEY_ENV,
+        UnsafeFolderError,
+        UntrustedPickleError,
+        driver_key,
+        pickle_signed,
+        unpickle_signed,
+        write_private,
+    )
 
     if not os.environ.get(KEY_ENV):
         print(f"sweep worker: {KEY_ENV} is not set: cannot authenticate {payload_path}; refusing to run it",
@@ -29,7 +37,7 @@ def run_payload_file(payload_path: Path) -> int:
     os.environ.pop(KEY_ENV, None)
     try:
         payload = unpickle_signed(payload_path)
-    except UntrustedPickleError as err:
+    except (UntrustedPickleError, UnsafeFolderError) as err:
         print(f"sweep worker: {err}", file=sys.stderr)
         return EXIT_UNTRUSTED
     outcome = execute_trial(payload)

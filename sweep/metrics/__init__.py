@@ -8,6 +8,7 @@ from ._alpha import DEFAULT_ALPHA_WINDOW, AlphaFit, AlphaWindowWarning, fit_powe
 from ._clustering import checkpoint_agreement, clustering_agreement, kmeans_silhouette, monitoring_metrics
 from ._entropy import ENTROPY_ESTIMATORS, embedding_entropy
 from ._inputs import MetricInputError
+from ._intrinsic import TWONN_DISCARD_FRACTION, clid_scores, cluster_learnability, twonn_dimension
 from ._lidar import LIDAR_DELTA, LIDAR_EPS, lidar
 from ._normalized import normalized_rankme
 from ._registry import METRICS, Metric, register_metric, registered_row
@@ -28,8 +29,11 @@ __all__ = [
     "RANKME_EPS",
     "SPECTRAL_KEYS",
     "SpectralAccumulator",
+    "TWONN_DISCARD_FRACTION",
     "alpha_req",
     "checkpoint_agreement",
+    "clid_scores",
+    "cluster_learnability",
     "clustering_agreement",
     "embedding_entropy",
     "fit_power_law",
@@ -46,4 +50,5 @@ __all__ = [
     "registered_row",
     "spectral_metrics",
     "stable_rank",
+    "twonn_dimension",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 from sweep.registry import Registry
 
 from ._inputs import ArrayLike
+from ._intrinsic import cluster_learnability, twonn_dimension
 from ._spectral import nesum, participation_ratio, rankme, stable_rank
 
 ON = ("backbone", "projector")
@@ -55,3 +56,6 @@ def registered_row(backbone: ArrayLike, projector: ArrayLike) -> dict[str, Any]:
 register_metric("rankme", on="projector", streamed=True)(rankme)
 for _name, _fn in (("stable_rank", stable_rank), ("participation_ratio", participation_ratio), ("nesum", nesum)):
     register_metric(_name, on="backbone", streamed=True)(_fn)
+# geometry of the backbone features (nearest neighbours), computed on the monitoring rows at every monitoring step
+register_metric("twonn", on="backbone")(twonn_dimension)
+register_metric("cluster_learnability", on="backbone")(cluster_learnability)

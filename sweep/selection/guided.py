@@ -340,10 +340,17 @@ def loo_coverage(trials: pd.DataFrame, values: dict[int, float], settings: Guide
     features = config_features(good, metrics, method_column)
     known = [t for t in features.trials if math.isfinite(values.get(t, math.nan))]
     covered = 0
-    for left in known:
-        rest = [t for t in known if t != left]
-        y = np.array([100.0 * values[t] for t in rest])
-        model = make_surrogate(settings.surrogate, features.values.shape[1]).fit(features.rows(rest), y)
-        low, high = model.predict(features.rows([left])).interval(settings.level)
-        covered += int(low[0] <= 100.0 * values[left] <= high[0])
+    with threadpool_limits(1):
+        for left in known:
+            covered += _covered(features, values, known, left, settings)
     return covered, len(known)
+
+
+def _covered(features: Features, values: dict[int, float], known: Sequence[int], left: int,
+             settings: GuidedSettings) -> int:
+    """1 when the interval fitted without ``left`` holds its readout."""
+    rest = [t for t in known if t != left]
+    y = np.array([100.0 * values[t] for t in rest])
+    model = make_surrogate(settings.surrogate, features.values.shape[1]).fit(features.rows(rest), y)
+    low, high = model.predict(features.rows([left])).interval(settings.level)
+    return int(low[0] <= 100.0 * values[left] <= high[0])

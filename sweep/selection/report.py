@@ -233,9 +233,11 @@ def _random_b_at(curve: np.ndarray, readouts: int) -> float:
 
 
 def policy_table(
-    trials: pd.DataFrame, readouts: pd.DataFrame, cfg: Optional[SelectionConfig] = None
+    trials: pd.DataFrame, readouts: pd.DataFrame, cfg: Optional[SelectionConfig] = None,
+    predictions_out: Optional[dict[str, pd.DataFrame]] = None,
 ) -> pd.DataFrame:
-    """One row per policy: readouts used, chosen config (integer id, readable parameters), its accuracies,
+    """One row per policy (``predictions_out`` receives policy -> predicted readouts, for the guided reader):
+    readouts used, chosen config (integer id, readable parameters), its accuracies,
     regret vs the oracle (``regret`` a fraction, ``regret_pts`` in points), the exact expected regret of as
     many random readouts, and the probability over random visiting orders of landing within
     ``cfg.tolerance`` of the oracle."""
@@ -249,6 +251,7 @@ def policy_table(
     usable = [int(t) for t in usable_trials(trials)["trial"]]
     random_curve = random_b_regrets(usable, val.values, test.values, best)
     rows = []
+    predictions: dict[str, pd.DataFrame] = {}
     for res in results:
         acc = test(res.chosen_trial) if res.chosen_trial is not None else math.nan
         rows.append(
@@ -265,9 +268,14 @@ def policy_table(
                 "p_within_tol": float(order_stats.loc[res.policy, "p_within"]),
                 "mean_readouts_over_orders": float(order_stats.loc[res.policy, "mean_readouts"]),
                 "note": res.note,
+                "detail": res.detail,
             }
         )
+        if res.predictions is not None:
+            predictions[res.policy] = res.predictions
     table = pd.DataFrame(rows)
+    if predictions_out is not None:
+        predictions_out.update(predictions)
     table["chosen_trial"] = table["chosen_trial"].astype("Int64")  # ids print as 15, not 15.0000
     return table
 
@@ -322,6 +330,9 @@ def policy_headline(row: Mapping[str, Any], n_configs: Optional[int] = None) -> 
     random_b = _number(row, "random_b_regret_pts")
     if math.isfinite(random_b):
         text += f"; {reads} random readouts: {_regret_words(random_b, explain=False)} on average"
+    detail = row.get("detail")
+    if isinstance(detail, str) and detail:
+        text += f" ({detail})"
     return text
 
 
@@ -818,6 +829,7 @@ TABLE_HELP = {
     "failures": "failed trials and failed readouts with reasons",
     "risk": "risk decomposition records",
     "readout_problems": "usable trials without a good readout",
+    "predictions": "the guided reader's predicted validation accuracy of every config, with intervals",
 }
 
 
@@ -932,6 +944,55 @@ def _figures_html(
     return "\n".join(figures)
 
 
+PREDICTIONS_INTRO = (
+    "<p>The guided reader's model of validation accuracy (a Gaussian process over the hyperparameters and "
+    "the label-free metrics, fitted to the configs it read) predicts the readout of every config it did not "
+    "read, with a central {level:.0%} interval for a new readout. Its stopping rule read out until no unread "
+    "config was likely to beat the best read one by more than the tolerance. The intervals' coverage is "
+    "measured on the stored tables in the README's Evidence section (leave-one-out and at the stop); treat "
+    "them as a guide, not a guarantee.</p>")
+
+
+def predictions_table(trials: pd.DataFrame, predictions: Optional[pd.DataFrame]) -> pd.DataFrame:
+    """The guided reader's predictions with readable configs, unread ones first, best predicted first."""
+    if predictions is None or predictions.empty:
+        return pd.DataFrame(columns=["trial", "method", "read", "observed", "predicted", "low", "high", "config"])
+    frame = predictions.assign(config=[describe_config(trials, t) for t in predictions["trial"]])
+    return frame.sort_values(["read", "predicted"], ascending=[True, False], kind="stable").reset_index(drop=True)
+
+
+def prediction_lines(predictions: pd.DataFrame, limit: int = 10) -> list[str]:
+    """'trial 12 (SimCLR, lr 0.003): predicted 84.1% [82.0, 86.2]' for the best-predicted unread configs."""
+    unread = predictions[~predictions["read"].astype(bool)] if len(predictions) else predictions
+    lines = []
+    for row in unread.head(limit).itertuples(index=False):
+        if math.isfinite(float(row.predicted)):
+            lines.append(f"trial {int(row.trial)} ({row.config}): predicted {100 * row.predicted:.1f}% "
+                         f"[{100 * row.low:.1f}, {100 * row.high:.1f}]")
+    return lines
+
+
+def predictions_summary(tables: Path, limit: int = 3) -> str:
+    """Console lines on the guided reader's predictions written under ``tables`` (or why there are none)."""
+    path = Path(tables) / "predictions.csv"
+    if not path.is_file():
+        return "guided reader: no predictions (it did not run: no usable config)"
+    frame = pd.read_csv(path)
+    unread = int((~frame["read"].astype(bool)).sum())
+    lines = [f"guided reader: predicted validation accuracy of the {unread} configs it never read: {path}"]
+    lines += [f"  {line}" for line in prediction_lines(frame, limit)]
+    return "\n".join(lines)
+
+
+def _predictions_html(predictions: pd.DataFrame, level: float) -> str:
+    unread = int((~predictions["read"].astype(bool)).sum()) if len(predictions) else 0
+    if not unread:
+        return "<p>The guided reader read every config: nothing to predict.</p>"
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in prediction_lines(predictions))
+    return (PREDICTIONS_INTRO.format(level=level) + f"<p>Configs never read out ({unread}), best predicted "
+            f"first (all in <code>tables/predictions.csv</code>):</p><ol>{items}</ol>")
+
+
 def build_report(
     trials: pd.DataFrame,
     readouts: pd.DataFrame,
@@ -956,7 +1017,8 @@ def build_report(
     with _progress(total=6) as bar:
         merged = merged_table(trials, readouts)
         usable = usable_trials(merged)
-        policies = policy_table(trials, readouts, cfg)
+        predicted_by: dict[str, pd.DataFrame] = {}
+        policies = policy_table(trials, readouts, cfg, predicted_by)
         bar.update()
         correlations = flag_small_n(metric_correlations(trials, readouts, cfg.report_column))
         curve = budget_curve(trials, readouts, cfg)
@@ -966,8 +1028,11 @@ def build_report(
         spearman_ci = flag_small_n(spearman_ci)
         bar.update()
         failures = failures_table(trials, readouts)
+        predicted = predictions_table(trials, predicted_by.get("guided"))
         tables = {"policies": policies, "correlations": correlations, "spearman_ci": spearman_ci,
                   "evidence": evidence, "budget_curve": curve, "trials": merged, "failures": failures}
+        if len(predicted):
+            tables["predictions"] = predicted
         if risk is not None and not risk.empty:
             tables["risk"] = risk
         if not problems.empty:
@@ -984,6 +1049,9 @@ def build_report(
             ("What each policy chose", _headline_html(policies, len(usable), len(trials), caveats)),
             ("Definitions", _definitions_html(cfg)),
             ("Policies vs oracle", _table_html(policies_display(policies, cfg))),
+            *([("Predicted accuracy of the configs never read out", _predictions_html(predicted,
+                                                                                      cfg.prediction_level))]
+              if len(predicted) else []),
             ("Figures", figures),
             *([("Readouts left out of the selection", _PROBLEMS_INTRO + problems.to_html(**fmt))]
               if not problems.empty else []),

@@ -23,6 +23,7 @@ Definitions (regret in points against the sweep's oracle = its best VALIDATION r
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -126,12 +127,13 @@ def savings_statistics(
         b_r = readouts_to_reach(curve, target, increasing=False) if math.isfinite(target) else 0.0
         return b_p / mean_reads, b_r / mean_reads
 
-    all_idx = np.arange(len(within))
-    point = stat(all_idx)
     rng = np.random.default_rng(seed)
-    boots = np.array([stat(rng.integers(0, len(within), len(within))) for _ in range(int(n_boot))])
-    low = np.nanpercentile(boots, 2.5, axis=0) if len(boots) else [math.nan, math.nan]
-    high = np.nanpercentile(boots, 97.5, axis=0) if len(boots) else [math.nan, math.nan]
+    with warnings.catch_warnings():  # a statistic NaN in every resample (no readout) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        point = stat(np.arange(len(within)))
+        boots = np.array([stat(rng.integers(0, len(within), len(within))) for _ in range(int(n_boot))])
+        low = np.nanpercentile(boots, 2.5, axis=0) if len(boots) else [math.nan, math.nan]
+        high = np.nanpercentile(boots, 97.5, axis=0) if len(boots) else [math.nan, math.nan]
     return (Savings(point[0], float(low[0]), float(high[0])), Savings(point[1], float(low[1]), float(high[1])))
 
 

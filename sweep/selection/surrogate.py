@@ -52,7 +52,7 @@ NOT_METRICS = (
     "trial", "number", "config_id", "seed", "repeat", "epochs", "lr", "learning_rate", "weight_decay",
     "out_dim", "proj_dim", "hidden_dim", "temperature", "lambd", "var_weight", "cov_weight", "inv_weight",
     "batch_size", "momentum", "warmup_epochs", "train_s", "total_s", "duration", "val_accuracy", "test_accuracy",
-    "best_l2", "l2", "monitor_rows", "epochs_completed",
+    "best_l2", "l2", "monitor_rows", "epochs_completed", "reused_from",
 )
 READOUT_MARKERS = ("accuracy", "acc_", "_acc", "knn", "fewshot", "probe", "risk", "error", "epoch")
 LOG_SPAN = 10.0  # a positive column whose max / min reaches this is taken in log10

@@ -46,10 +46,11 @@ class TableColumns:
     val: str = "val_accuracy"
     test: str = "test_accuracy"
     state: Optional[str] = None
+    task: Optional[str] = None  # one sweep per value (e.g. the dataset): selection never compares across tasks
 
 
 CANONICAL = {"trial": "trial", "method": "method", "rankme": "rankme", "alpha": "alpha",
-             "val": "val_accuracy", "test": "test_accuracy", "state": "state"}
+             "val": "val_accuracy", "test": "test_accuracy", "state": "state", "task": "task"}
 
 
 class MetricsTable(NamedTuple):
@@ -95,6 +96,7 @@ def resolve_columns(frame: pd.DataFrame, columns: TableColumns) -> dict[str, str
         "val": columns.val, "test": columns.test,
         "method": columns.method or ("method" if "method" in frame.columns else None),
         "state": columns.state or ("state" if "state" in frame.columns else None),
+        "task": columns.task,
     }
     used = {role: name for role, name in roles.items() if name is not None}
     for role, name in used.items():
@@ -190,6 +192,8 @@ def metrics_frames(
         frame = frame.assign(state=normalise_state(frame["state"]))
     if "method" in used:
         frame = frame.assign(method=frame["method"].astype(str))
+    if "task" in used:
+        frame = frame.assign(task=frame["task"].astype(str))
     frame = frame.sort_values("trial", kind="stable").reset_index(drop=True)
     readouts = frame[["trial", "val_accuracy", "test_accuracy"]].assign(status="completed")
     trials = frame.drop(columns=["val_accuracy", "test_accuracy"])
@@ -218,13 +222,16 @@ def add_table_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     parser.add_argument("--state-column", default=None,
                         help="run state; rows not COMPLETE are never read (default: 'state' when present, "
                              "else every row is complete)")
+    parser.add_argument("--task-column", default=None,
+                        help="task of each row (e.g. the dataset) when the table holds several sweeps: selection "
+                             "and the oracle run within each task, never across tasks (default: one task)")
     parser.add_argument("--query", default=None,
                         help='pandas query applied first (default: "repeat == 0" when the table has a repeat '
                              "column, so seed repeats do not enter the pool; '' for none)")
 
 
 TABLE_FLAGS = ("trial_column", "method_column", "rankme_column", "alpha_column", "val_column", "test_column",
-               "state_column", "query")
+               "state_column", "task_column", "query")
 
 
 def explicit_table_flags(args: argparse.Namespace) -> list[str]:
@@ -249,6 +256,7 @@ def table_columns(args: argparse.Namespace) -> TableColumns:
         val=args.val_column or base.val,
         test=args.test_column or base.test,
         state=args.state_column or None,
+        task=getattr(args, "task_column", None) or None,
     )
 
 
@@ -272,5 +280,7 @@ def describe(table: MetricsTable, source: str | Path, query: Optional[str]) -> s
     val = table.readouts["val_accuracy"]
     finite = int(np.isfinite(val.to_numpy(dtype=float)).sum())
     where = f" where {query}" if query else ""
+    if "task" in trials.columns:
+        where += f"; {trials['task'].nunique()} tasks ({', '.join(sorted(trials['task'].unique()))})"
     return (f"table {source}{where}: {len(trials)} trials, {usable_count(trials)} complete, {finite} with a "
             f"validation readout; methods: {', '.join(map(str, methods))}")

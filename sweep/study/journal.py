@@ -137,12 +137,15 @@ def _repair_locked(path: Path, drop_unreadable: bool) -> Optional[Path]:
     return backup
 
 
-def _describe(found: Scan) -> str:
-    parts = ["last line cut off"] if found.torn_tail else []
+def _describe(found: Scan, done: bool = True) -> str:
+    """What was wrong and what the repair did (``done``), or what it would do (``check`` changes nothing)."""
+    parts = [f"last line cut off ({'removed' if done else 'repair removes it'})"] if found.torn_tail else []
     if found.salvaged:
-        parts.append(f"records rebuilt on lines {found.salvaged[:10]}")
+        verb = "rebuilt" if done else "repair rebuilds them"
+        parts.append(f"records glued onto a torn write on lines {found.salvaged[:10]} ({verb})")
     if found.unreadable:
-        parts.append(f"unreadable lines dropped {found.unreadable[:10]}")
+        verb = "dropped" if done else "repair --drop-unreadable drops them, losing their operations"
+        parts.append(f"unreadable lines {found.unreadable[:10]} ({verb})")
     return "; ".join(parts)
 
 
@@ -156,8 +159,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.action == "check":
         found = scan(args.path.read_bytes())
-        print(f"{args.path}: {_describe(found) if found.damaged else 'intact'}")
-        return 1 if found.damaged else 0
+        if not found.damaged:
+            print(f"{args.path}: intact")
+            return 0
+        fix = REPAIR_COMMAND.format(path=args.path)
+        if not found.unreadable:
+            fix = fix.replace(" --drop-unreadable", "")
+        print(f"{args.path}: damaged, nothing changed: {_describe(found, done=False)}; fix it (keeps a backup) "
+              f"with: {fix}")
+        return 1
     try:
         backup = check_and_repair(args.path, args.drop_unreadable)
     except JournalCorruptError as err:

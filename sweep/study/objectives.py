@@ -115,6 +115,32 @@ def _parse_one(index: int, spec: Mapping[str, Any]) -> Objective:
     return Objective(metric=metric, direction=direction)
 
 
+TRAIN_JOB_EXTRA_METRICS = ("alpha_window_lo", "alpha_window_hi", "rankme_backbone", "alpha_projector")
+
+
+def train_job_metrics() -> list[str]:
+    """Every metric name a ``sweep train`` record can hold: its contract keys, the registered metrics (built-in
+    and a user's ``register_metric``), the monitoring row's extras and the derived objectives."""
+    from sweep.metrics import METRICS
+    from sweep.train.records import RECORD_METRIC_KEYS
+
+    return sorted({*RECORD_METRIC_KEYS, *METRICS.names(), *TRAIN_JOB_EXTRA_METRICS, *OBJECTIVES.names()})
+
+
+def unknown_metrics(objectives: Sequence[Objective], reported: Iterable[str]) -> Optional[str]:
+    """A message naming the first objective whose metric is not among ``reported`` (with the allowed names and
+    the closest one), or None when every objective can be computed from them."""
+    from sweep.registry import unknown_name_message
+
+    names = sorted(set(reported))
+    for index, objective in enumerate(objectives):
+        if objective.metric in names or (objective.metric in OBJECTIVES and _derived(objective.metric, dict.fromkeys(
+                names, 1.0)) is not None):
+            continue
+        return unknown_name_message("metric", objective.metric, names, field=f"hydra.sweeper.objectives[{index}].metric")
+    return None
+
+
 def directions(objectives: Sequence[Objective]) -> list[str]:
     return [o.direction for o in objectives]
 

@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 DRIVER_ATTR = "driver"  # trial user attr: id of the driver that asked it
 HEARTBEAT_ATTR = "driver_heartbeat"  # study user attr: time.time() of the holder's last heartbeat (0: released)
 LOST_PREFIX = "driver lost"
+NOT_TRIAL_FAULT = "not the trial's fault"  # unsafe folder, full disk, refused submission: retried on the next run
 FAILURE_REASON = "failure_reason"
 DEFAULT_HEARTBEAT_S, DEFAULT_TIMEOUT_S = 10.0, 60.0
 log = logging.getLogger("sweep.study")
@@ -70,9 +71,10 @@ def pid_alive(pid: int) -> bool:
 
 
 def is_counted(trial: FrozenTrial) -> bool:
-    """Trials that count towards n_trials: all but those failed because their driver died (they were requeued)."""
-    reason = trial.user_attrs.get(FAILURE_REASON) or ""
-    return not (trial.state == TrialState.FAIL and str(reason).startswith(LOST_PREFIX))
+    """Trials that count towards n_trials: all but those failed for a reason outside the trial (their driver
+    died, the folder was unsafe, the disk full, the submission refused): those were requeued."""
+    reason = str(trial.user_attrs.get(FAILURE_REASON) or "")
+    return not (trial.state == TrialState.FAIL and reason.startswith((LOST_PREFIX, NOT_TRIAL_FAULT)))
 
 
 def claim_study(study: optuna.Study, me: DriverInfo, timeout_s: float = DEFAULT_TIMEOUT_S,

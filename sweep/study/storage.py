@@ -25,7 +25,7 @@ from typing import Any, Optional
 import optuna
 from optuna.storages import BaseStorage
 
-from sweep.safety import CREDENTIALS, MASK, redact_text  # noqa: F401 - MASK, redact_text re-exported
+from sweep.safety import MASK, password_span, redact_text, register_secret  # noqa: F401 - re-exported
 
 DEFAULT_STORAGE_DIR = ".sweep"
 DEFAULT_STORAGE_FILE = "optuna.db"
@@ -151,17 +151,25 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 # ----------------------------------------------------------------------------- passwords
 def split_password(url: str) -> tuple[str, Optional[str]]:
-    """``(url without its password, password or None)``; a masked password (``***``) counts as none."""
-    match = CREDENTIALS.match(url)
-    if match is None:
+    """``(url without its password, password or None)``; a masked password (``***``) counts as none. The
+    password is found by ``password_span`` (any characters, ``'`` and ``@`` included) and remembered, so every
+    later message and file of this process masks it (``register_secret``)."""
+    span = password_span(url)
+    if span is None:
         return url, None
-    password = match.group("password")
-    bare = url[:match.start("password") - 1] + url[match.end("password"):]
-    return bare, (None if password == MASK else _unquote(password))
+    password = url[span[0]:span[1]]
+    bare = url[:span[0] - 1] + url[span[1]:]
+    if password == MASK:
+        return bare, None
+    register_secret(password)
+    plain = _unquote(password)
+    register_secret(plain)
+    return bare, plain
 
 
 def mask_url(url: Optional[str]) -> str:
     """The URL with its password replaced by ``***`` (for files and messages)."""
+    split_password(url or "")  # remembers the password, so texts that quote this URL mask it too
     return redact_text(url or "")
 
 
@@ -172,7 +180,7 @@ def with_password(url: str) -> str:
     password = password or os.environ.get(PASSWORD_ENV)
     if not password:
         return bare
-    match = re.match(r"(?P<head>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@]+)@", bare)
+    match = re.match(r"(?P<head>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@]+)@", bare)  # user@ (password split off)
     if match is None:  # no user name in the URL: a password alone means nothing to the driver
         return bare
     from urllib.parse import quote

@@ -4,9 +4,12 @@ Keeps ``n_jobs`` trials in flight and asks a new one as soon as ANY finishes (no
 are told FAIL with their reason and never stop the sweep unless the failure ratio is exceeded; ``n_trials`` is
 the study's TOTAL (a re-run tops up); the still-running SLURM jobs of a lost driver are adopted, its other
 trials failed and requeued (see ``resume``). A driver stopped by SIGTERM / SIGHUP / SIGINT cancels its jobs and
-requeues their trials before it exits.
-Everything that can be wrong with the space, the objectives or the composed configs is checked before the first
-job is submitted.
+requeues their trials before it exits; a stop that arrives during a submission waits until the job ids are
+stored, and each trial records how to find its job before it is submitted (``_record_intents``), so no job of
+the submit window is lost even to kill -9. A failure that is not the trial's fault (full disk, unsafe folder,
+refused submission) requeues it uncounted and ends the run naming the reason.
+Everything that can be wrong with the space, the objectives (``sweep train``'s metric names; a user's app on its
+first result) or the composed configs is checked before the first job is submitted.
 """
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -30,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.trial import Trial, TrialState
 
 from sweep.config.sweeper import DEFAULT_VALIDATE_FN, SweepConfigError, SweepSettings
-from sweep.launch.trial import compose_trial_config, trial_run_dir, with_record_file
+from sweep.launch.trial import compose_trial_config, trial_run_dir, with_record_file, write_text_atomic
 from sweep.progress_bar import logging_beside, progress
 from sweep.safety import secure_dir
 from sweep.study import resume
@@ -41,9 +45,19 @@ from sweep.study.objectives import (
     directions,
     objective_values,
     parse_objectives,
+    train_job_metrics,
+    unknown_metrics,
     width_warning,
 )
-from sweep.launch.outcome import COMPLETED, FAILED, PRUNED, TrialOutcome, outcome_from_exception
+from sweep.launch.outcome import (
+    COMPLETED,
+    DISK_FULL,
+    FAILED,
+    PRUNED,
+    TrialOutcome,
+    outcome_from_exception,
+    outcome_from_return,
+)
 from sweep.study.progress import progress_line
 from sweep.study.pruning import TrialContext
 from sweep.study.results import METRIC_PREFIX, export_results
@@ -69,6 +83,11 @@ class SweepAbortedError(RuntimeError):
 class DriverStopped(SystemExit):
     """SIGTERM/SIGHUP reached the driver (scancel, a SLURM time limit, a closed terminal): exit 128+signal
     after the running trials are cancelled and requeued."""
+
+
+class SweepEnvironmentError(RuntimeError):
+    """The sweep cannot go on for a reason outside the trials (a full disk, an unsafe folder, refused
+    submissions): nothing is lost, the trials it could not run are requeued for the next run."""
 
 
 class DriverSupersededError(RuntimeError):
@@ -100,6 +119,7 @@ class AskTellSweeper:
     def prepare(self, arguments: Sequence[str]) -> tuple[list[str], SearchSpace, list[Objective]]:
         fixed = fixed_overrides(arguments)
         s = self.settings
+        split_password(s.storage or "")  # remembered: every message and file from here on masks it
         try:
             space = parse_search_space(s.search_space)
             objectives = parse_objectives(s.objective_dicts())
@@ -116,6 +136,10 @@ class AskTellSweeper:
             raise SweepConfigError("hydra.sweeper.pruner: Optuna cannot prune multi-objective studies; "
                                    "use pruner.name=none with several objectives")
         warn_width_objective(objectives, space)
+        if runs_train_job(self.task_function):  # a user's app is checked on its first result (_Loop)
+            unknown = unknown_metrics(objectives, train_job_metrics())
+            if unknown:
+                raise SweepConfigError(f"{unknown} (the metrics a sweep train record holds)")
         if s.validate_configs:
             self.validate_trial_configs(fixed, space)
         return fixed, space, objectives
@@ -148,7 +172,7 @@ class AskTellSweeper:
     def sweep(self, arguments: Sequence[str]) -> optuna.Study:
         assert self.config is not None, "sweeper used before setup()"
         fixed, space, objectives = self.prepare(arguments)
-        sweep_dir = secure_dir(Path(str(self.config.hydra.sweep.dir)).absolute())  # before anything lands there
+        sweep_dir = _secure_sweep_dir(Path(str(self.config.hydra.sweep.dir)).absolute())  # before anything lands
         study, storage_url = self.open_study(objectives)
         heartbeat = resume.Heartbeat(lambda: make_storage(storage_url), study.study_name, self.me,
                                      self.settings.driver_heartbeat_s).start()
@@ -202,23 +226,35 @@ class AskTellSweeper:
         Never leaves a second writer: a trial is only requeued when no job of it can still run."""
         adopted = []
         for frozen in resume.lost_trials(study, self.me, self.settings.driver_timeout_s):
-            if not frozen.user_attrs.get("job_id") and not frozen.user_attrs.get("submitted"):
+            attrs = frozen.user_attrs
+            intent = attrs.get(SUBMITTING_ATTR)
+            if not attrs.get("job_id") and not attrs.get("submitted") and not intent:
                 # lost between ask and submit: its params may be partial and no job ever ran
                 resume.drop_unsubmitted(study, frozen)
                 log.warning("[sweep] trial %d was asked but never submitted by a lost driver: failed, not "
                             "requeued (nothing ran)", frozen.number)
                 continue
-            handle = _adopt(frozen.user_attrs)
+            handle = _adopt(attrs) if attrs.get("job_id") else _adopt_intent(intent)
             if handle is None:
-                new = resume.requeue(study, frozen)
-                log.warning("[sweep] trial %d was RUNNING under a lost driver: failed and requeued as trial %d",
-                            frozen.number, new)
-                continue
-            previous = frozen.user_attrs.get(resume.DRIVER_ATTR)
+                run_dir = str(attrs.get("run_dir") or (intent or {}).get("run_dir") or "")
+                finished = finished_outcome(run_dir, frozen.datetime_start)
+                if finished is not None:  # its job ended and left its result: told, never thrown away
+                    log.warning("[sweep] trial %d: its lost job finished (%s): telling that result",
+                                frozen.number, finished.record.get("record_path"))
+                    handle = FinishedHandle(finished, run_dir)
+                else:
+                    new = resume.requeue(study, frozen)
+                    log.warning("[sweep] trial %d was RUNNING under a lost driver: failed and requeued as trial "
+                                "%d", frozen.number, new)
+                    continue
+            elif not attrs.get("job_id"):
+                study._storage.set_trial_user_attr(frozen._trial_id, "job_id", str(handle.job_id))
+                for key, value in (getattr(handle, "adoption", None) or {}).items():
+                    study._storage.set_trial_user_attr(frozen._trial_id, key, value)
+            previous = attrs.get(resume.DRIVER_ATTR)
             study._storage.set_trial_user_attr(frozen._trial_id, resume.DRIVER_ATTR, self.me.id)
             study._storage.set_trial_user_attr(frozen._trial_id, "adopted_from", str(previous))
-            log.warning("[sweep] trial %d: adopted job %s of lost driver %s", frozen.number,
-                        frozen.user_attrs.get("job_id"), previous)
+            log.warning("[sweep] trial %d: adopted job %s of lost driver %s", frozen.number, handle.job_id, previous)
             adopted.append((Trial(study, frozen._trial_id), handle, dict(frozen.params)))
         return adopted
 
@@ -237,11 +273,17 @@ class AskTellSweeper:
 
     def _write_sweep_info(self, sweep_dir: Path, storage_url: str, study_name: str) -> None:
         """``multirun.yaml`` and ``sweep_study.json``, passwords masked (the URL says ``***``: give the password
-        through PGPASSWORD, ~/.pgpass or SWEEP_STORAGE_PASSWORD when reading the study later)."""
+        through PGPASSWORD, ~/.pgpass or SWEEP_STORAGE_PASSWORD when reading the study later). A full disk
+        stops the sweep with one line naming ENOSPC and the file, before any job is submitted."""
         secure_dir(sweep_dir)
-        (sweep_dir / "multirun.yaml").write_text(redact_text(OmegaConf.to_yaml(self.config)))
         info = {"storage": mask_url(storage_url), "study_name": study_name, **self.me.as_attrs()}
-        (sweep_dir / SWEEP_INFO_FILE).write_text(json.dumps(info, indent=1))
+        for name, text in (("multirun.yaml", redact_text(OmegaConf.to_yaml(self.config))),
+                           (SWEEP_INFO_FILE, json.dumps(info, indent=1))):
+            try:
+                write_text_atomic(sweep_dir / name, text)
+            except OSError as err:
+                raise SweepEnvironmentError(f"cannot write {sweep_dir / name}: {_os_error(err)}; nothing was "
+                                            f"submitted: free space (or fix the folder) and rerun") from None
 
 
 class _Loop:
@@ -259,6 +301,10 @@ class _Loop:
         self.finished = resume.finished_params(study.get_trials(deepcopy=False))
         self.budget = n_trials - sum(1 for t in study.get_trials(deepcopy=False)
                                      if resume.is_counted(t) and t.state != TrialState.WAITING)
+        # a user's app is checked against its first result (the train job's metrics were checked up front)
+        self.first_result_checked = bool(self.finished) or runs_train_job(sweeper.task_function)
+        self.halted: Optional[str] = None  # why no more trials are submitted in this run (not their fault)
+        self.not_run = 0  # trials requeued in this run for a reason outside them
 
     def run(self) -> None:
         if self.budget <= 0 and not self.running:
@@ -274,6 +320,10 @@ class _Loop:
                     self._run_async()
                 else:
                     self._run_batches()
+            if self.halted:
+                raise SweepEnvironmentError(
+                    f"{self.not_run} trial(s) could not run: {self.halted}. They are requeued and not counted "
+                    f"towards n_trials: fix that and rerun the same command")
         except DriverSupersededError:
             self.running.clear()  # its jobs belong to the driver that took over
             raise
@@ -296,7 +346,7 @@ class _Loop:
     # --------------------------------------------------------------- async (our launchers)
     def _run_async(self) -> None:
         self._fill(initial=not self.running)
-        while self.running or self.budget > 0:
+        while self.running or (self.budget > 0 and not self.halted):
             self._check_superseded()
             self._fill(initial=False)  # a no-op while every slot is busy
             finished = [num for num, r in self.running.items() if r.handle.done()]
@@ -311,7 +361,7 @@ class _Loop:
     def _fill(self, initial: bool) -> None:
         """Ask trials for the free slots; the first fill goes out as one batch (one SLURM array)."""
         asked: list[tuple[Trial, dict[str, Any]]] = []
-        while self.budget > 0 and len(self.running) + len(asked) < self.settings.n_jobs:
+        while self.budget > 0 and not self.halted and len(self.running) + len(asked) < self.settings.n_jobs:
             item = self._ask()
             if item is not None:
                 asked.append(item)
@@ -321,23 +371,31 @@ class _Loop:
                 for trial, params in asked]
         envs = [self._trial_env(trial).to_env() for trial, _ in asked]
         try:
-            if initial:
-                handles = self.launcher.submit_batch(jobs, envs)
-            else:
-                handles = [self.launcher.submit(overrides, idx, env) for (overrides, idx), env in zip(jobs, envs)]
-        except Exception as err:  # noqa: BLE001 - e.g. sbatch refused the job: the trials fail, the sweep goes on
+            with deferred_stop_signals():  # a stop in here waits until the job ids are stored, then cancels them
+                self._submit(asked, jobs, envs, initial)
+        except Exception as err:  # noqa: BLE001 - sbatch refused, unsafe folder, full disk: not the trials' fault
+            outcome = outcome_from_exception(err, prefix="submit failed")
             for trial, params in asked:
-                self._tell(_Running(trial, None, params), outcome_from_exception(err, prefix="submit failed"))
-            self._check_failures()
+                if trial.number not in self.running:
+                    self._not_trial_fault(_Running(trial, None, params), outcome)
             return
-        for (trial, params), handle in zip(asked, handles):
-            trial.set_user_attr("job_id", str(handle.job_id))
-            trial.set_user_attr("run_dir", str(handle.run_dir))
-            for key, value in (getattr(handle, "adoption", None) or {}).items():
-                trial.set_user_attr(key, value)  # what a later driver needs to re-attach to this job
-            self.running[trial.number] = _Running(trial, handle, params)
         log.info(progress_line(self.study.get_trials(deepcopy=False), self.study.directions, self.labels,
                                self.n_trials))
+
+    def _submit(self, asked: list[tuple[Trial, dict[str, Any]]], jobs: list[tuple[list[str], int]],
+                envs: list[dict[str, str]], initial: bool) -> None:
+        """Submit (the first fill as one batch), recording each trial's intent before and its job id after."""
+        groups = [list(range(len(asked)))] if initial else [[i] for i in range(len(asked))]
+        for group in groups:
+            items = [asked[i] for i in group]
+            handles = self.launcher.submit_batch([jobs[i] for i in group], [envs[i] for i in group],
+                                                 on_intent=lambda intents, items=items: _record_intents(items, intents))
+            for (trial, params), handle in zip(items, handles):
+                trial.set_user_attr("job_id", str(handle.job_id))
+                trial.set_user_attr("run_dir", str(handle.run_dir))
+                for key, value in (getattr(handle, "adoption", None) or {}).items():
+                    trial.set_user_attr(key, value)  # what a later driver needs to re-attach to this job
+                self.running[trial.number] = _Running(trial, handle, params)
 
     def _resume_overrides(self, trial: Trial) -> list[str]:
         """A requeued trial reuses its lost predecessor's run dir, so the train job resumes from its checkpoint."""
@@ -401,6 +459,10 @@ class _Loop:
 
     # --------------------------------------------------------------- tell
     def _tell(self, run: _Running, outcome: TrialOutcome) -> None:
+        if outcome.status == FAILED and not_trial_fault(outcome.failure_reason):
+            self._not_trial_fault(run, outcome)
+            return
+        self._check_first_result(run, outcome)
         try:
             state = self._store_outcome(run.trial, outcome)
         except optuna.exceptions.UpdateFinishedTrialError:  # another driver took over and settled it already
@@ -417,6 +479,37 @@ class _Loop:
         if bar is not None:
             bar.update(1)
             bar.set_postfix_str(line.split(" | ", 1)[-1], refresh=False)
+
+    def _not_trial_fault(self, run: _Running, outcome: TrialOutcome) -> None:
+        """A failure outside the trial (full disk, unsafe folder, refused submission): the trial is requeued and
+        not counted, and this run submits nothing more (the next would fail alike); the end says why."""
+        reason = str(outcome.failure_reason or outcome.status)
+        for key, value in _record_attrs(outcome).items():
+            if key != resume.FAILURE_REASON:
+                run.trial.set_user_attr(key, value)
+        frozen = self.study._storage.get_trial(run.trial._trial_id)
+        if frozen.state != TrialState.RUNNING:
+            return
+        new = resume.requeue(self.study, frozen, why=f"{resume.NOT_TRIAL_FAULT} ({reason[:400]})")
+        self.not_run += 1
+        self.halted = self.halted or reason
+        log.warning("[sweep] trial %d could not run (%s): not counted, requeued as trial %d; no more trials are "
+                    "submitted in this run", run.trial.number, reason, new)
+
+    def _check_first_result(self, run: _Running, outcome: TrialOutcome) -> None:
+        """A user's app: its first result must hold every objective's metric, else the sweep stops here with
+        the metrics it does report, instead of running every trial to fail each with missing_metric."""
+        if self.first_result_checked or outcome.status != COMPLETED:
+            return
+        self.first_result_checked = True
+        unknown = unknown_metrics(self.objectives, outcome.metrics)
+        if unknown is None:
+            return
+        frozen = self.study._storage.get_trial(run.trial._trial_id)
+        resume.requeue(self.study, frozen, why=f"{resume.NOT_TRIAL_FAULT} (objective metric not reported)")
+        raise SweepConfigError(f"{unknown} (the metrics of trial {run.trial.number}'s result); the sweep stopped "
+                               f"after this first result instead of running every trial: fix "
+                               f"hydra.sweeper.objectives and rerun")
 
     def _store_outcome(self, trial: Trial, outcome: TrialOutcome) -> TrialState:
         """Record attrs, then tell; returns the state told."""
@@ -472,6 +565,113 @@ class _Loop:
 
 
 # ----------------------------------------------------------------------------- helpers
+SUBMITTING_ATTR = "submitting"  # trial user attr written before sbatch: how to find its job (see _record_intents)
+NOT_TRIAL_FAULT_MARKERS = (DISK_FULL, "refused:", "submit failed:", "UnsafeFolderError", "UntrustedPickleError")
+
+
+def not_trial_fault(reason: Optional[str]) -> bool:
+    """A failure the trial did not cause: a full disk (whichever write hit it), a folder or pickle refused as
+    unsafe, a refused submission. Such trials are requeued, not counted."""
+    text = str(reason or "")
+    return any(text.startswith(m) or f": {m}" in text for m in NOT_TRIAL_FAULT_MARKERS)
+
+
+def _record_intents(items: Sequence[tuple[Trial, Any]], intents: Sequence[Mapping[str, str]]) -> None:
+    """Before the launcher starts anything: per trial, how a later driver finds its job (job name, array
+    index, folder) and its run dir (where a finished result is read): the submit window loses no job."""
+    for (trial, _), intent in zip(items, intents):
+        trial.set_user_attr(SUBMITTING_ATTR, dict(intent))
+        if intent.get("run_dir"):
+            trial.set_user_attr("run_dir", str(intent["run_dir"]))
+
+
+@contextmanager
+def deferred_stop_signals() -> Iterator[None]:
+    """SIGTERM / SIGHUP / SIGINT that arrive during a submission are held until it returns and its job ids
+    are stored, then delivered: the stop that follows cancels those jobs too (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (*STOP_SIGNALS, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
+
+
+class FinishedHandle:
+    """A lost trial whose job already ended with its result in the run dir: told as if it had just finished."""
+
+    def __init__(self, outcome: TrialOutcome, run_dir: str) -> None:
+        self.outcome, self.run_dir, self.job_id = outcome, run_dir, "finished"
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> TrialOutcome:
+        return self.outcome
+
+    def cancel(self) -> None:
+        """Nothing runs."""
+
+
+def finished_outcome(run_dir: str, started: Optional[Any] = None) -> Optional[TrialOutcome]:
+    """The completed result a lost trial's job left in ``<run_dir>/result.json`` (JSON, never a pickle), or
+    None when there is none, it is not a completed record, or it is older than the trial (``started``, a
+    datetime: a file left by an earlier sweep in the same folder is not this trial's result)."""
+    path = Path(run_dir) / "result.json" if run_dir else None
+    if path is None or not path.is_file():
+        return None
+    if started is not None and path.stat().st_mtime < started.timestamp() - 2.0:  # 2 s: clocks of two hosts
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    outcome = outcome_from_return(record)
+    if outcome.status != COMPLETED:
+        return None
+    outcome.record.setdefault("run_dir", run_dir)
+    outcome.record["record_path"] = str(path)
+    return outcome
+
+
+def _adopt_intent(intent: Optional[Mapping[str, Any]]) -> Any:
+    """The job a lost driver submitted but never recorded the id of (SLURM: found by its job name)."""
+    if not intent or intent.get("launcher") != "slurm" or not intent.get("job_name"):
+        return None
+    from sweep.launch.slurm import adopt_intent
+
+    try:
+        return adopt_intent(intent)
+    except Exception as err:  # noqa: BLE001 - squeue/sacct or the folder unreadable: requeue instead
+        log.warning("[sweep] cannot look up job %s (%s): requeueing its trial", intent.get("job_name"), err)
+        return None
+
+
+def _secure_sweep_dir(path: Path) -> Path:
+    """``secure_dir`` of the sweep dir; a full disk there is one line naming ENOSPC."""
+    try:
+        return secure_dir(path)
+    except OSError as err:
+        if isinstance(err, PermissionError):
+            raise
+        raise SweepEnvironmentError(f"cannot create {path}: {_os_error(err)}; nothing was submitted") from None
+
+
+def _os_error(err: OSError) -> str:
+    """``disk full (ENOSPC): [Errno 28] ...`` for a full disk, else the error's type and text."""
+    import errno
+
+    head = f"{type(err).__name__}: {err}"
+    return f"{DISK_FULL}: {head}" if err.errno == errno.ENOSPC else head
+
+
 GENERIC_JOB_NAMES = ("job", "train", "main", "app", "my_app")
 
 

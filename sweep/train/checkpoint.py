@@ -88,6 +88,13 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         raise
 
 
+def _load_reason(err: Exception) -> str:
+    """What torch found wrong, without its advice to retry with ``weights_only=False`` (that runs the code a
+    planted checkpoint carries)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip() and "weights_only" not in line]
+    return lines[0] if lines else type(err).__name__
+
+
 def load_checkpoint(path: Path) -> Optional[dict[str, Any]]:
     """The saved state on CPU, or None (RNG states must be CPU tensors; load_state_dict moves the rest).
     Only plain data loads (``weights_only=True``); anything else raises ``CheckpointError`` naming the file."""
@@ -96,9 +103,8 @@ def load_checkpoint(path: Path) -> Optional[dict[str, Any]]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError...
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"resume: {path} is not a plain-data checkpoint ({first[:300]}); it was not "
-                              f"loaded. Delete it to start the run afresh, or set resume=false") from None
+        raise CheckpointError(f"resume: {path} is not a plain-data checkpoint ({_load_reason(err)[:300]}); it "
+                              f"was not loaded. Delete it to start the run afresh, or set resume=false") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"resume: {path} holds {type(state).__name__}, expected a checkpoint dict")
     return from_loadable(state)
