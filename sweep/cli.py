@@ -227,9 +227,11 @@ def _run_select(args: argparse.Namespace) -> int:
     launcher = args.launcher or "local"
     jobs = args.jobs or (os.cpu_count() if launcher == "local" else None)  # local: no more than the cores
     report = select_and_report(args.storage, args.study, args.sweep_dir, launcher, args.out, jobs)  # prints notes
-    from sweep.selection.report import predictions_summary
+    from sweep.selection.report import nan_metric_lines, predictions_summary
 
     print(predictions_summary(report.parent / "tables"))
+    for line in nan_metric_lines(report.parent / "tables"):
+        print(f"[select] NaN metric: {line}")
     print(f"report: {report}\ntables: {report.parent / 'tables'}")
     print("next: open the report; for the risk decomposition of these trials run\n"
           f"  {_study_command('risk', args.storage, args.study, args.sweep_dir)}")
@@ -249,7 +251,7 @@ def _run_select_table(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from sweep.selection.report import build_report, policy_summary, predictions_summary
+    from sweep.selection.report import build_report, nan_metric_lines, policy_summary, predictions_summary
     from sweep.selection.table import (
         TableError,
         default_report_dir,
@@ -279,6 +281,8 @@ def _run_select_table(args: argparse.Namespace) -> int:
         report = build_report(loaded.trials, loaded.readouts, out, title=title)
         print(policy_summary(pd.read_csv(out / "tables" / "policies.csv")))  # what the report holds, not a rerun
         print(predictions_summary(out / "tables"))
+        for line in nan_metric_lines(out / "tables"):
+            print(f"NaN metric: {line}")
         print(f"report: {report}\ntables: {out / 'tables'}")
     print("next: open the report, then judge the policies against random-b (target verdict):\n"
           f"  python benchmarks/selection.py {shlex.join(_table_flags_for_benchmark(args))}")

@@ -389,3 +389,18 @@ def test_chosen_configs_to_mark() -> None:
     policies = pd.DataFrame({"policy": ["a", "b", "oracle", "none"],
                              "chosen_trial": [3.0, 5.0, 3.0, math.nan]})
     assert chosen_by(policies) == {3: ["a", "oracle"], 5: ["b"]}
+
+
+def test_a_nan_policy_metric_is_named_in_the_failures(tmp_path: Path) -> None:
+    """A completed trial whose RankMe is NaN is hidden from the RankMe policies: failures.csv and the report
+    say so (the silhouette / lidar NaNs are no policy's input and are not listed)."""
+    trials, readouts = make_frames()
+    trials.loc[trials["trial"] == 2, "rankme"] = float("nan")
+    path = build_report(trials, readouts, tmp_path / "report", SelectionConfig(n_orders=3), n_boot=20)
+    failures = pd.read_csv(tmp_path / "report" / "tables" / "failures.csv")
+    metric = failures[failures["what"] == "metric"]
+    assert list(metric["trial"]) == [2] and "rankme NaN or missing" in metric["reason"].iloc[0]
+    assert "1 completed trial with a NaN metric" in path.read_text()
+    from sweep.selection.report import nan_metric_lines
+
+    assert nan_metric_lines(tmp_path / "report" / "tables")[0].startswith("trial 2: rankme NaN or missing")

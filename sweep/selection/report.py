@@ -685,7 +685,21 @@ def _failure_counts(failures: pd.DataFrame) -> str:
     counts = failures["what"].value_counts()
     parts = [f"{int(counts[w])} {w}{'s' if counts[w] > 1 else ''}"
              for w in ("trial", "readout") if w in counts]
-    return f"; {' and '.join(parts)} failed (listed below)"
+    text = f"; {' and '.join(parts)} failed" if parts else ""
+    if "metric" in counts:
+        n = int(counts["metric"])
+        text += f"; {n} completed trial{'s' if n > 1 else ''} with a NaN metric"
+    return text + " (listed below)"
+
+
+def nan_metric_lines(tables: Path) -> list[str]:
+    """Console lines for completed trials that a NaN metric hides from some policies (from failures.csv)."""
+    path = Path(tables) / "failures.csv"
+    if not path.is_file():
+        return []
+    frame = pd.read_csv(path)
+    rows = frame[frame["what"] == "metric"] if "what" in frame.columns else frame.iloc[0:0]
+    return [f"trial {int(r.trial)}: {r.reason} ({path})" for r in rows.itertuples(index=False)]
 
 
 DEFINITIONS = (
@@ -793,19 +807,35 @@ def _setting_text(value: Any) -> str:
 
 
 def failures_table(trials: pd.DataFrame, readouts: pd.DataFrame) -> pd.DataFrame:
-    """Failed (not COMPLETE) trials and failed readouts, one row each, with the reason recorded."""
+    """Failed (not COMPLETE) trials, completed trials with a NaN or missing value in a metric a policy needs,
+    and failed readouts, one row each, with the reason recorded."""
     rows = []
     if "state" in trials.columns:
         reason_col = next((c for c in ("failure_reason", "error", "note") if c in trials.columns), None)
         for row in trials[trials["state"].astype(str).str.upper() != "COMPLETE"].to_dict("records"):
             rows.append({"trial": int(row["trial"]), "what": "trial", "state": str(row["state"]),
                          "reason": _reason(row.get(reason_col) if reason_col else None)})
+    rows += _nan_metric_rows(trials)
     if "status" in readouts.columns:
         for row in readouts[readouts["status"].astype(str) != "completed"].to_dict("records"):
             rows.append({"trial": int(row["trial"]), "what": "readout", "state": str(row["status"]),
                          "reason": _reason(row.get("error"))})
     frame = pd.DataFrame(rows, columns=["trial", "what", "state", "reason"])
     return frame.sort_values(["trial", "what"], kind="stable").reset_index(drop=True)
+
+
+def _nan_metric_rows(trials: pd.DataFrame) -> list[dict[str, Any]]:
+    """One row per completed trial whose policy metrics (the columns registered policies need) are not finite:
+    the policies that need them never see it, which must not pass without a word."""
+    needed = sorted({c for _, p in POLICIES.items() for c in (*p.needs, *p.needs_any)} & set(trials.columns))
+    complete = trials if "state" not in trials.columns else trials[trials["state"].astype(str).str.upper() == "COMPLETE"]
+    rows = []
+    for row in complete.to_dict("records"):
+        bad = [c for c in needed if not np.isfinite(pd.to_numeric(pd.Series([row[c]]), errors="coerce").iloc[0])]
+        if bad:
+            rows.append({"trial": int(row["trial"]), "what": "metric", "state": "NaN",
+                         "reason": f"{', '.join(bad)} NaN or missing: policies that need it skip this trial"})
+    return rows
 
 
 def _reason(value: Any) -> str:
@@ -816,7 +846,8 @@ def _failures_html(failures: pd.DataFrame) -> str:
     if failures.empty:
         return "<p>No trial and no readout failed.</p>"
     return ("<p>Failed trials are never read nor chosen; a failed readout hides its config from every "
-            "policy, the oracle included.</p>" + _table_html(failures))
+            "policy, the oracle included; a NaN metric hides it from the policies that need that metric.</p>"
+            + _table_html(failures))
 
 
 TABLE_HELP = {
