@@ -313,14 +313,11 @@ def metrics_effect_lines(table: pd.DataFrame) -> list[str]:
 
 
 def _task_frames(loaded: Any) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
-    """(task, trials, readouts) per task; one unnamed task without a task column."""
+    """(task, trials, readouts) per task (``sweep.selection.tasks``); one unnamed task without a task column."""
+    from sweep.selection.tasks import task_frames
+
     trials, readouts = loaded
-    if "task" not in trials.columns:
-        return [("", trials, readouts)]
-    out = []
-    for task, rows in trials.groupby("task", sort=True):
-        out.append((str(task), rows, readouts[readouts["trial"].isin(rows["trial"])]))
-    return out
+    return task_frames(trials, readouts) if "task" in trials.columns else [("", trials, readouts)]
 
 
 def table_main(args: argparse.Namespace) -> pd.DataFrame:

@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from sweep.config.schema import SelectionConfig
-from sweep.selection.savings import random_curves, readouts_to_reach
+from sweep.selection.savings import random_curves, readouts_to_reach, stack_curves
 from sweep.selection.surrogate import KNOWN_METRICS, NOT_METRICS, label_free_metrics
 from sweep.selection.policies import (
     POLICIES,
@@ -364,9 +364,7 @@ def _savings(rows: pd.DataFrame, within: pd.Series) -> float:
     readouts needed to be within as often, over the policy's mean readouts."""
     if "random_p_curve" not in rows.columns or rows["readouts"].mean() <= 0:
         return math.nan
-    curves = list(rows["random_p_curve"])
-    width = min(len(c) for c in curves)
-    curve = np.mean([np.asarray(c)[:width] for c in curves], axis=0)
+    curve = stack_curves(list(rows["random_p_curve"])).mean(axis=0)
     return readouts_to_reach(curve, float(within.mean())) / float(rows["readouts"].mean())
 
 

@@ -287,14 +287,15 @@ def ridge_reader(
     if good.empty:
         return counter.result(policy, _no_usable_note(policy, []))
     features = config_features(good, (), method_column)
-    ids = list(features.trials)
-    visit = [t for t in _visiting_order(trials, order) if t in set(ids)]
+    ids = set(features.trials)
+    visit = [t for t in _visiting_order(trials, order) if t in ids]
     total = min(len(ids), int(budget or rankme_budget(len(ids)) + 2))
     for trial in visit[: min(n_init, total)]:
         counter(trial)
     while len(counter.read_trials) < total:
         finite = [t for t in counter.read_trials if math.isfinite(counter(t))]
-        unread = [t for t in visit if t not in set(counter.read_trials)]
+        read = set(counter.read_trials)
+        unread = [t for t in visit if t not in read]
         if len(finite) < 2:
             counter(unread[0])
             continue

@@ -37,6 +37,7 @@ from sweep.selection.evaluate import (  # noqa: E402
 )
 from sweep.selection.pipeline import TableReadout  # noqa: E402
 from sweep.selection.policies import POLICIES, SelectionResult, run_policies, usable_trials  # noqa: E402
+from sweep.selection.savings import random_curves  # noqa: E402
 from sweep.selection.surrogate import param_columns  # noqa: E402
 
 METRIC_CANDIDATES = (
@@ -181,14 +182,16 @@ def _run(
 
 
 def _order_stats(
-    trials: pd.DataFrame, readouts: pd.DataFrame, cfg: SelectionConfig, best: float
+    trials: pd.DataFrame, readouts: pd.DataFrame, cfg: SelectionConfig, best: float,
+    results: Sequence[SelectionResult] = (),
 ) -> pd.DataFrame:
     """Per policy, over cfg.n_orders random visiting orders: P(test acc >= best - tol), mean readouts. A policy
-    whose reads cannot depend on the order (``Policy.order_dependent`` False) runs once."""
+    whose reads cannot depend on the order (``Policy.order_dependent`` False) runs once, or not at all when
+    ``results`` (any one order's) already holds it."""
     val = TableReadout(readouts, cfg.selection_column)
     test = TableReadout(readouts, cfg.report_column)
     rows = []
-    once: dict[str, SelectionResult] = {}
+    once: dict[str, SelectionResult] = {r.policy: r for r in results}
     for order in random_orders(trials["trial"], cfg.n_orders, cfg.seed):
         for name, policy in POLICIES.items():
             if not policy.applies(trials.columns):
@@ -210,21 +213,11 @@ def random_b_regrets(
 ) -> np.ndarray:
     """Exact expected regret (a fraction) of reading b of the N usable configs drawn at random (without
     replacement) and choosing by validation, b = 1..N: the baseline a label-free policy must beat at its own
-    readout count. The k-th best by validation is chosen when it is read and none of the k - 1 better ones
-    is: probability C(N - k, b - 1) / C(N, b). Draws that read no finite validation readout choose nothing
-    and are left out (so are chosen configs without a test readout); NaN when every draw chooses nothing."""
-    n = len(usable)
-    ranked = sorted((int(t) for t in usable if math.isfinite(val.get(int(t), math.nan))),
-                    key=lambda t: (-val[t], t))
-    regret = np.array([best - test.get(t, math.nan) for t in ranked], dtype=float)
-    ok = np.isfinite(regret)
-    out = np.full(n, math.nan)
-    for b in range(1, n + 1):
-        total = math.comb(n, b)
-        prob = np.array([math.comb(n - k, b - 1) / total for k in range(1, len(ranked) + 1)])
-        if prob[ok].sum() > 0:
-            out[b - 1] = float(prob[ok] @ regret[ok] / prob[ok].sum())
-    return out
+    readout count (:func:`sweep.selection.savings.random_curves`, whose regret is in points). Draws that read
+    no finite validation readout choose nothing and are left out (so are chosen configs without a test
+    readout); NaN when every draw chooses nothing."""
+    curves = random_curves([int(t) for t in usable], val, test, oracle_test=best)
+    return curves.regret[1:] / 100.0
 
 
 def _random_b_at(curve: np.ndarray, readouts: int) -> float:
@@ -247,7 +240,7 @@ def policy_table(
     results = _run(trials, val, cfg, None)
     oracle_trial = next(r for r in results if r.policy == "oracle").chosen_trial
     best = test(oracle_trial) if oracle_trial is not None else math.nan
-    order_stats = _order_stats(trials, readouts, cfg, best)
+    order_stats = _order_stats(trials, readouts, cfg, best, results)
     usable = [int(t) for t in usable_trials(trials)["trial"]]
     random_curve = random_b_regrets(usable, val.values, test.values, best)
     rows = []

@@ -26,6 +26,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from scipy.special import gammaln
@@ -60,14 +61,17 @@ def choice_probabilities(n: int) -> np.ndarray:
 
 
 def random_curves(
-    ids: Sequence[int], val: Mapping[int, float], test: Mapping[int, float], tol: float = TOLERANCE_POINTS
+    ids: Sequence[int], val: Mapping[int, float], test: Mapping[int, float], tol: float = TOLERANCE_POINTS,
+    oracle_test: Optional[float] = None,
 ) -> RandomCurves:
-    """Exact random reading on one sweep (module docstring); ``ids`` the sweep's usable configs."""
+    """Exact random reading on one sweep (module docstring); ``ids`` the sweep's usable configs, regret against
+    ``oracle_test`` (default: the test accuracy of the best validation readout)."""
     n = len(ids)
     ranked = sorted((t for t in ids if math.isfinite(val.get(t, math.nan))), key=lambda t: (-val[t], t))
     if not ranked:
         return RandomCurves(np.zeros(n + 1), np.full(n + 1, math.nan))
-    oracle_test = test.get(ranked[0], math.nan)
+    if oracle_test is None:
+        oracle_test = test.get(ranked[0], math.nan)
     regret = np.array([100.0 * (oracle_test - test.get(t, math.nan)) for t in ranked])
     probs = choice_probabilities(n)[:, : len(ranked)]
     within = np.where(np.isfinite(regret), regret <= tol + 1e-9, False).astype(float)
@@ -78,6 +82,13 @@ def random_curves(
         mean_regret = np.where(mass > 0, probs[:, ok] @ regret[ok] / np.where(mass > 0, mass, 1.0), np.nan)
     mean_regret[0] = float(np.nanmax(regret)) if ok.any() else math.nan
     return RandomCurves(p_within, mean_regret)
+
+
+def stack_curves(curves: Sequence[np.ndarray]) -> np.ndarray:
+    """Curves over b = 0..N_r as one array: a sweep with fewer usable configs (failed ones drawn) keeps its
+    value at b = N_r beyond it, since reading more than all of them reads all of them."""
+    width = max(len(c) for c in curves)
+    return np.array([np.concatenate([c, np.full(width - len(c), c[-1])]) for c in curves])
 
 
 def readouts_to_reach(curve: np.ndarray, target: float, increasing: bool = True) -> float:

@@ -39,6 +39,7 @@ from sweep.selection.savings import (
     random_curves,
     readouts_to_reach,
     savings_statistics,
+    stack_curves,
 )
 
 TARGET_SAVINGS = 3.0
@@ -136,8 +137,8 @@ def summarise(raw: pd.DataFrame, curves: Mapping[int, RandomCurves], n_boot: int
     out = []
     for name, g in raw.groupby("policy", sort=False):
         reps = g["rep"].to_numpy()
-        p_curves = _stack([curves[r].p_within for r in reps])
-        r_curves = _stack([curves[r].regret for r in reps])
+        p_curves = stack_curves([curves[r].p_within for r in reps])
+        r_curves = stack_curves([curves[r].regret for r in reps])
         by_p, by_regret = savings_statistics(g["within"].to_numpy(float), g["regret_pts"].to_numpy(float),
                                              g["readouts"].to_numpy(float), p_curves, r_curves, n_boot, seed)
         mean_reads = float(g["readouts"].mean())
@@ -160,13 +161,6 @@ def summarise(raw: pd.DataFrame, curves: Mapping[int, RandomCurves], n_boot: int
             "scope_target_met": met, "note": _first_note(g["note"]),
         })
     return pd.DataFrame(out)
-
-
-def _stack(curves: Sequence[np.ndarray]) -> np.ndarray:
-    """Curves over b = 0..N_r as one array: a sweep with fewer usable configs (failed ones drawn) keeps its
-    value at b = N_r beyond it, since reading more than all of them reads all of them."""
-    width = max(len(c) for c in curves)
-    return np.array([np.concatenate([c, np.full(width - len(c), c[-1])]) for c in curves])
 
 
 def _interpolate(curve: np.ndarray, b: float) -> float:
