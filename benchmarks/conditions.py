@@ -295,15 +295,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--compare", type=Path, nargs="*", default=[], help="other testbed tables (data condition)")
     parser.add_argument("--md", type=Path, default=None, help="also write the sections as markdown")
     parser.add_argument("--figures", type=Path, default=None, help="write the alpha / RankMe figures (PNG) here")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="only these methods (e.g. those whose grid is complete); default: every method")
     args = parser.parse_args(argv)
     for path in (args.table, *args.compare):
         if not path.is_file():
             raise SystemExit(f"conditions: no table at {path}; run python benchmarks/testbed.py first")
     table = pd.read_parquet(args.table)
     curves = pd.read_parquet(args.curves or args.table.with_name(args.table.stem + "_curves.parquet"))
+    out: list[str] = [f"# Conditions of the label-free signal: {args.table.name}\n"]
+    if args.methods:
+        unknown = sorted(set(args.methods) - set(table["method"]))
+        if unknown:
+            raise SystemExit(f"conditions: --methods {unknown} not in the table; present: {_methods(table)}")
+        table, curves = table[table["method"].isin(args.methods)], curves[curves["method"].isin(args.methods)]
+        out.append(f"methods: {', '.join(args.methods)} (--methods)\n")
     reference = random_init_reference(args.table)
     frame = primary(table)
-    out: list[str] = [f"# Conditions of the label-free signal: {args.table.name}\n"]
     if reference:
         print("random-init backbone (mean over seeds): " + ", ".join(f"{k} {v:.3f}" for k, v in reference.items()))
         out.append("random-init backbone (mean over seeds): "
@@ -323,8 +331,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _show("2c. Plateau: last epoch vs the latest intermediate readout, against seed noise", plateau_section(table),
           out)
     _show("4. Width: raw vs normalised RankMe", width_section(frame), out)
-    _show("5. Training regime: within the lower / upper half of the learning-rate range",
-          regime_section(frame, ("rankme", "rankme_normalized", "alpha")), out)
+    if frame.groupby("method")["lr"].nunique().max() > 1:  # a fixed learning rate (converged) has no regimes
+        _show("5. Training regime: within the lower / upper half of the learning-rate range",
+              regime_section(frame, ("rankme", "rankme_normalized", "alpha")), out)
     _show("6. Hindsight (NOT a policy): regret in points of the top b by each metric, sign read off this table",
           hindsight_section(frame, ("rankme", "rankme_normalized", "alpha", "silhouette", "entropy", "stable_rank")),
           out)

@@ -11,11 +11,13 @@ the same stopping rule (max |gradient| <= ``ReadoutConfig.tol``) and the same it
 * ``sklearn``: ``LogisticRegression(solver="lbfgs")`` fitted per L2 from scratch (what the issue measured);
 * ``sk_warm``: the same with ``warm_start=True`` along the grid from the largest L2 (for reference).
 
-Timing: best of R rounds, each round running every contender once in turn, so that load from other processes
-on a shared machine hits all alike; every contender gets the same thread count (set before numpy / torch load
-their BLAS). Features: a fixed random ReLU layer over a 32-d latent with class-dependent means, plus noise
+Timing: R rounds, each running every contender once in turn, so that load from other processes on a shared
+machine hits all alike; the speed-up is taken within each round and reported as the median [min-max] of the
+rounds; every contender gets the same thread count (set before numpy / torch load their BLAS). Features: a fixed random ReLU layer over a 32-d latent with class-dependent means, plus noise
 (non-negative, correlated, a decaying spectrum -- like a backbone's); accuracies are printed so "same
-accuracy" can be checked (target: within 0.3 points of sklearn's, >= 3x faster than sklearn).
+accuracy" can be checked. Targets (issue 21): >= 1x sklearn at 946 x 64 and >= 3x at 20000 x 256, test accuracy
+within 0.3 points of sklearn's. Our solver is picked by size: scipy's L-BFGS-B on whitened variables below
+N * D = 2**18 on CPU, the torch L-BFGS with float32 products above (sweep/readout/_linear.py).
 Demo-sized rows (946 x 64: the issue's demo features; 3200 x 64: the mnist5k demo's backbone features, read
 out once per trial) show the small-problem cost.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import warnings
 from typing import Any, Callable
@@ -32,7 +35,7 @@ def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="only the demo size and 20000x256")
     p.add_argument("--threads", type=int, default=1, help="BLAS / torch threads for every contender")
-    p.add_argument("--repeats", type=int, default=2, help="timed rounds (best is reported)")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds (median and spread are reported)")
     p.add_argument("--sizes", nargs="*", default=None,
                    help="NxD pairs (default: 946x64 3200x64 20000x256 50000x512)")
     p.add_argument("--no-warm", action="store_true", help="skip the warm-started sklearn reference")
@@ -45,7 +48,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 os.environ["SWEEP_READOUT_THREADS"] = str(ARGS.threads)
 
 import numpy as np  # noqa: E402
-from _timing import interleaved_best  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _ratios import fmt_spread, interleaved_times, round_ratios  # noqa: E402  (benchmarks/ is on sys.path)
 import torch  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
@@ -108,10 +111,11 @@ def main() -> int:
                            else ["946x64", "3200x64", "20000x256", "50000x512"])
     print(f"threads={ARGS.threads} repeats={ARGS.repeats} torch={torch.__version__} numpy={np.__version__} "
           f"grid={list(CFG.l2_grid)} tol={CFG.tol} max_iter={CFG.max_iter}")
-    head = ["N", "D", "ours_s", "sklearn_s", "sk_warm_s", "sk/ours", "skw/ours", "acc_ours", "acc_sk",
-            "acc_skw", "val_ours", "val_sk", "l2_ours", "l2_sk"]
-    print(" ".join(f"{c:>10}" for c in head))
+    head = ["N", "D", "ours_s", "sklearn_s", "sk_warm_s", "acc_ours", "acc_sk", "acc_skw", "val_ours", "val_sk",
+            "l2_ours", "l2_sk"]
+    print(" ".join(f"{c:>10}" for c in head) + "  sk/ours             skw/ours")
     verdicts = []
+    targets = {(946, 64): 1.0, (20000, 256): 3.0}
     for size in sizes:
         n, d = (int(v) for v in size.lower().split("x"))
         data = make_split_data(n, d)
@@ -119,21 +123,26 @@ def main() -> int:
                                                     "sklearn": lambda: sklearn_probe(data, False)}
         if not ARGS.no_warm:
             contenders["sk_warm"] = lambda: sklearn_probe(data, True)
-        best = interleaved_best(contenders, ARGS.repeats)
-        t_ours, r_ours = best["ours"]
-        t_sk, r_sk = best["sklearn"]
-        t_skw, r_skw = best.get("sk_warm", (float("nan"), {"test": float("nan")}))
-        cells = [f"{n:>10}", f"{d:>10}", f"{t_ours:>10.2f}", f"{t_sk:>10.2f}", f"{t_skw:>10.2f}",
-                 f"{t_sk / t_ours:>10.2f}", f"{t_skw / t_ours:>10.2f}", f"{r_ours['test']:>10.4f}",
+        times, out = interleaved_times(contenders, ARGS.repeats)
+        r_ours, r_sk = out["ours"], out["sklearn"]
+        r_skw = out.get("sk_warm", {"test": float("nan")})
+        med = {k: statistics.median(v) for k, v in times.items()}
+        speedup = round_ratios(times["sklearn"], times["ours"])
+        warm = fmt_spread(round_ratios(times["sk_warm"], times["ours"])) if "sk_warm" in times else "nan"
+        cells = [f"{n:>10}", f"{d:>10}", f"{med['ours']:>10.3f}", f"{med['sklearn']:>10.3f}",
+                 f"{med.get('sk_warm', float('nan')):>10.3f}", f"{r_ours['test']:>10.4f}",
                  f"{r_sk['test']:>10.4f}", f"{r_skw['test']:>10.4f}", f"{r_ours['val']:>10.4f}",
                  f"{r_sk['val']:>10.4f}", f"{r_ours['l2']:>10.0e}", f"{r_sk['l2']:>10.0e}"]
-        print(" ".join(cells), flush=True)
-        if n >= 20000:
+        print(" ".join(cells) + f"  {fmt_spread(speedup):<19} {warm}", flush=True)
+        if (n, d) in targets or n >= 20000:
+            goal = targets.get((n, d), 3.0)
             same = abs(r_ours["test"] - r_sk["test"]) <= 0.003
             diff = abs(r_ours["test"] - r_sk["test"]) * 100
-            verdicts.append(f"target at {n}x{d}: >= 3x faster than sklearn's lbfgs at equal accuracy: "
-                            f"{t_sk / t_ours:.2f}x, |test acc diff| = {diff:.2f} points -> "
-                            f"{'MET' if t_sk / t_ours >= 3 and same else 'NOT MET'}")
+            ratio = statistics.median(speedup)
+            verdicts.append(f"target at {n}x{d}: >= {goal:g}x sklearn's lbfgs at equal accuracy: "
+                            f"{fmt_spread(speedup)}x (median [min-max] of {ARGS.repeats} rounds), "
+                            f"|test acc diff| = {diff:.2f} points -> "
+                            f"{'MET' if ratio >= goal and same else 'NOT MET'}")
     for line in verdicts:
         print(line)
     return 0

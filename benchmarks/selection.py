@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from sweep.selection import evaluate
+from sweep.selection.surrogate import label_free_metrics
 from sweep.selection.policies import (
     CountingReadout,
     SelectionResult,
@@ -229,7 +230,7 @@ def table_metrics(trials: pd.DataFrame, chosen: Optional[Sequence[str]]) -> list
             raise SystemExit(f"--metrics {missing} not in the table; "
                              f"columns present: {sorted(trials.columns)}")
         return list(chosen)
-    metrics = evaluate.label_free_metrics(trials)
+    metrics = label_free_metrics(trials)
     if "alpha" in metrics:
         metrics.insert(metrics.index("alpha") + 1, "abs_alpha_minus_1")
     return metrics

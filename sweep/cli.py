@@ -5,9 +5,11 @@
     sweep readout RUN_DIR [--features projector]   linear probe + kNN on one run's saved features
     sweep results --storage URL --study NAME [--out trials.parquet]
     sweep progress --storage URL --study NAME
+    sweep studies --storage URL     the studies of a storage, with trial counts by state
     sweep select --storage URL --study NAME --sweep-dir DIR [--launcher local] [--out DIR]
     sweep select --table FILE [--method-column method] [--query "repeat == 0"] [--out DIR]   (CSV or parquet)
     sweep risk --storage URL --study NAME --sweep-dir DIR [--trials 0 3] [--reference-epochs N]
+    sweep best --storage URL --study NAME [--sweep-dir DIR] | sweep best REPORT_DIR   (config to retrain)
 
 Each subcommand is a thin shell over a library function, so everything here is also usable from Python.
 """
@@ -17,7 +19,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _add_study_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -49,37 +54,63 @@ def _launcher_plugin(name: str) -> str:
 
 def _build_parser() -> argparse.ArgumentParser:
     from sweep.selection.table import add_table_arguments  # here, not at import: `sweep train` stays light
+    from sweep.demo import DEMO_PRESETS
 
     parser = argparse.ArgumentParser(prog="sweep", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the offline demo: sweep, selection policies, comparison report")
+    demo = sub.add_parser(
+        "demo", help="run the offline demo: sweep, selection policies, comparison report",
+        description="The README's first command, offline: a label-free sweep of small SSL runs on 5000 MNIST "
+                    "digits (local subprocesses, SQLite study in --out), a linear-probe readout of every run, the "
+                    "selection policies and an HTML report comparing them. Rerunning the same command resumes; "
+                    "Ctrl-C stops it cleanly.")
     demo.add_argument("--out", type=Path, default=Path("sweep_runs/demo"), help="output folder")
     demo.add_argument("--trials", type=int, default=None, help="number of trials (default: the demo preset's)")
     demo.add_argument("--jobs", type=int, default=2, help="trials run in parallel")
-    demo.add_argument("--size", choices=("default", "tiny"), default="default",
-                      help="'tiny' is the seconds-long variant the tests use")
-    demo.add_argument("--launcher", type=_launcher_plugin, default="sweep_local")
+    demo.add_argument("--size", choices=tuple(DEMO_PRESETS), default="default",
+                      help="; ".join(f"{name!r}: {preset['help']}" for name, preset in DEMO_PRESETS.items()))
+    demo.add_argument("--launcher", type=_launcher_plugin, default="sweep_local",
+                      help="the Hydra launcher the trials and readouts run on (default: sweep_local)")
 
-    sub.add_parser("train", help="one training run; arguments are Hydra overrides", add_help=False)
+    sub.add_parser("train", help="one training run; arguments are Hydra overrides (-m for a sweep)",
+                   add_help=False)
 
-    results = sub.add_parser("results", help="export all trials (params, metrics, paths) as parquet + CSV")
+    results = sub.add_parser(
+        "results", help="export all trials (params, metrics, paths) as parquet + CSV",
+        description="One row per trial of a study: state, params, every metric of its record, objectives, "
+                    "record and run dir; printed, or written as parquet + CSV with --out.")
     _add_study_args(results)
     results.add_argument("--out", type=Path, default=None,
                          help="a .parquet path (a .csv is written beside it) or a folder; default: print the table")
 
-    readout = sub.add_parser("readout", help="linear probe + kNN on one run's saved features (sweep train's output)")
+    readout = sub.add_parser(
+        "readout", help="linear probe + kNN on one run's saved features (sweep train's output)",
+        description="Read out one run as `sweep select` reads out a sweep's trials: a linear probe (L2 chosen on "
+                    "val, accuracy on test) and a kNN probe; stored as RUN_DIR/readout_<features>.json.")
     readout.add_argument("run_dir", type=Path, help="the run directory (holds result.json and features/)")
     readout.add_argument("--features", choices=("backbone", "projector"), default=None,
                          help="which features to read out (default: the run's readout.features, else backbone)")
 
-    progress = sub.add_parser("progress", help="print running / done / failed / pruned counts and the best trial")
+    progress = sub.add_parser(
+        "progress", help="print running / done / failed / pruned counts and the best trial",
+        description="One line on a study, while it runs or after: trial counts by state and the best trial "
+                    "(the Pareto front with several objectives).")
     _add_study_args(progress)
+
+    studies = sub.add_parser(
+        "studies", help="list the studies of a storage with trial counts by state",
+        description="Every study in --storage: trials counted towards n_trials by state (complete, running, "
+                    "waiting, fail, pruned), requeued trials (run again under a new number), the target "
+                    "n_trials and the sweep dir. Read-only: a mistyped path creates nothing.")
+    studies.add_argument("--storage", required=True,
+                         help="Optuna storage URL (sqlite:///..., journal:///..., postgresql://...)")
 
     select = sub.add_parser(
         "select", help="read out trials, run the selection policies, write the report",
         description="Two modes: a study (--storage, --study, --sweep-dir: readouts are run here) or a metrics "
-                    "table of runs trained anywhere (--table FILE: it already holds the readouts).")
+                    "table of runs trained anywhere (--table FILE: it already holds the readouts). Exits 1 when "
+                    "no policy could choose a config.")
     _add_study_args(select, required=False)
     select.add_argument("--sweep-dir", type=Path, default=None,
                         help="the sweep's folder (readouts are stored here; default: the one the study recorded)")
@@ -97,17 +128,61 @@ def _build_parser() -> argparse.ArgumentParser:
     add_table_arguments(table)
     select.set_defaults(parser=select)
 
-    risk = sub.add_parser("risk", help="Dubois et al. risk decomposition of trials (one supervised reference)")
+    risk = sub.add_parser(
+        "risk", help="Dubois et al. risk decomposition of trials (one supervised reference)",
+        description="Split each trial's probe test error into approximation, usability, probe and encoder "
+                    "generalisation (Dubois et al., 2023): trains a supervised reference once per data + "
+                    "backbone config, then decomposes each trial from its saved features. A rerun reuses the "
+                    "finished references and records. Needs `sweep train` trials (their data and backbone "
+                    "configs); other trials are named with the reason.")
     _add_study_args(risk)
     risk.add_argument("--sweep-dir", type=Path, required=True, help="the sweep's folder (writes <sweep-dir>/risk)")
     risk.add_argument("--trials", type=int, nargs="+", default=None,
                       help="trial numbers (default: every completed trial)")
     risk.add_argument("--reference-epochs", type=int, default=None,
                       help="epochs of the supervised reference (default: the trial's epochs)")
-    risk.add_argument("--launcher", type=_launcher_kind, default="local")
+    risk.add_argument("--launcher", type=_launcher_kind, default="local",
+                      help="where the reference and risk jobs run (default: local)")
     risk.add_argument("--jobs", type=int, default=None,
                       help="jobs in flight at once (default: one job per reference and per trial)")
+    _add_best_parser(sub)
     return parser
+
+
+def _add_best_parser(sub: argparse._SubParsersAction) -> None:
+    best = sub.add_parser(
+        "best", help="print the chosen trial as Hydra overrides and write a config `sweep train` reruns",
+        description="The selection's recommended trial (or --policy's) with exact values, and "
+                    "<report>/best/best.yaml for `sweep train --config-dir DIR --config-name best`. Give a "
+                    "selection output folder (the --out of `sweep select`), or a study (its report is "
+                    "<sweep-dir>/report).")
+    best.add_argument("report", type=Path, nargs="?", default=None,
+                      help="a selection output folder (holds tables/answer.json)")
+    _add_study_args(best, required=False)
+    best.add_argument("--sweep-dir", type=Path, default=None,
+                      help="the sweep's folder (default: the one the study recorded)")
+    best.add_argument("--policy", default=None, help="another policy's choice (default: the recommended one)")
+    best.add_argument("--out", type=Path, default=None, help="where best.yaml goes (default: <report>/best)")
+    best.set_defaults(parser=best)
+
+
+def _run_best(args: argparse.Namespace) -> int:
+    from sweep.selection.best import BestError, make_retrain, retrain_lines
+
+    if args.report is None and (args.storage is None or args.study is None):
+        args.parser.error("give a selection output folder, or --storage and --study")
+    report = args.report
+    if report is None:
+        report = (args.sweep_dir or _recorded_sweep_dir(args.storage, args.study, args.parser)) / "report"
+    try:
+        retrain = make_retrain(report, args.out, args.policy)
+    except BestError as err:
+        print(f"sweep best: {err}", file=sys.stderr)
+        if args.storage and args.study and not (report / "tables" / "answer.json").is_file():
+            print(f"next: {_study_command('select', args.storage, args.study, report.parent)}", file=sys.stderr)
+        return 1
+    print("\n".join(retrain_lines(retrain)))
+    return 0
 
 
 def _run_train(argv: Sequence[str]) -> int:
@@ -174,6 +249,26 @@ def _run_progress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_studies(args: argparse.Namespace) -> int:
+    """The studies of a storage with counts, and the command that follows one of them."""
+    import shlex
+
+    import pandas as pd
+
+    from sweep.study.results import study_counts
+    from sweep.study.storage import mask_url
+
+    frame = study_counts(args.storage)
+    if frame.empty:
+        print(f"no studies in {mask_url(args.storage)}")
+        return 1
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
+        print(frame.astype(object).where(frame.notna(), "-").to_string(index=False))
+    first = str(frame["study"].iloc[0])
+    print(f"next: sweep progress {shlex.join(['--storage', mask_url(args.storage), '--study', first])}")
+    return 0
+
+
 def _select_command(storage: str, study: str) -> str:
     """The `sweep select` line for this study, with the sweep dir its driver recorded (when it did)."""
     from sweep.study.results import load_study
@@ -233,9 +328,45 @@ def _run_select(args: argparse.Namespace) -> int:
     for line in nan_metric_lines(report.parent / "tables"):
         print(f"[select] NaN metric: {line}")
     print(f"report: {report}\ntables: {report.parent / 'tables'}")
-    print("next: open the report; for the risk decomposition of these trials run\n"
-          f"  {_study_command('risk', args.storage, args.study, args.sweep_dir)}")
+    nothing = _nothing_selected(report.parent / "tables")
+    if nothing:
+        print(f"sweep select: nothing could be selected: {nothing}", file=sys.stderr)
+        return 1
+    if _risk_applies(args.storage, args.study):
+        print("next: open the report; for the risk decomposition of these trials run\n"
+              f"  {_study_command('risk', args.storage, args.study, args.sweep_dir)}")
+    else:
+        print("next: open the report (`sweep risk` needs `sweep train` trials: their data and backbone configs)")
     return 0
+
+
+def _risk_applies(storage: str, study: str) -> bool:
+    """Whether `sweep risk` can decompose this study: its first usable trial is a `sweep train` trial (a
+    bring-your-own trainer's config names no data / backbone for the supervised reference)."""
+    from sweep.selection.policies import usable_trials
+    from sweep.selection.risk import trial_config
+    from sweep.study.results import trials_dataframe
+    from sweep.train.reference import missing_trainer_config
+
+    rows = usable_trials(trials_dataframe(storage, study))
+    try:
+        return not rows.empty and missing_trainer_config(trial_config(rows.iloc[0])) is None
+    except Exception:  # noqa: BLE001 - an unreadable record: the suggestion is left out, nothing fails
+        return False
+
+
+def _nothing_selected(tables: Path) -> Optional[str]:
+    """Why no policy chose a config (read from the report's policies.csv), or None when one did: ``sweep
+    select`` then exits 1 so a script notices the empty report."""
+    import pandas as pd
+
+    path = tables / "policies.csv"
+    if not path.is_file():
+        return f"the report wrote no {path}"
+    policies = pd.read_csv(path)
+    if "chosen_trial" in policies.columns and policies["chosen_trial"].notna().any():
+        return None
+    return "no completed trial with a usable readout (see the report's failures)"
 
 
 def _study_command(verb: str, storage: str, study: str, sweep_dir: Path | str) -> str:
@@ -279,11 +410,18 @@ def _run_select_table(args: argparse.Namespace) -> int:
         print(f"report: {report} (one section per task)")
     else:
         report = build_report(loaded.trials, loaded.readouts, out, title=title)
+        from sweep.selection.pipeline import print_answer
+
+        print_answer(out / "tables", f"sweep best {out}")  # the answer first
         print(policy_summary(pd.read_csv(out / "tables" / "policies.csv")))  # what the report holds, not a rerun
         print(predictions_summary(out / "tables"))
         for line in nan_metric_lines(out / "tables"):
             print(f"NaN metric: {line}")
         print(f"report: {report}\ntables: {out / 'tables'}")
+        nothing = _nothing_selected(out / "tables")
+        if nothing:
+            print(f"sweep select: nothing could be selected: {nothing}", file=sys.stderr)
+            return 1
     print("next: open the report, then judge the policies against random-b (target verdict):\n"
           f"  python benchmarks/selection.py {shlex.join(_table_flags_for_benchmark(args))}")
     return 0
@@ -319,11 +457,15 @@ def _run_risk(args: argparse.Namespace) -> int:
         among = "" if args.trials is None else f" among --trials {' '.join(map(str, args.trials))}"
         print(f"sweep risk: study {args.study!r} has no completed trials{among}; nothing to decompose")
         return 1
-    display = ("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format)
-    with pd.option_context(*display):
-        print(risk_table(frame).iloc[:, :7].to_string(index=False))
-    for _, row in frame[frame["status"] != "completed"].iterrows():
-        print(f"trial {row['trial']} failed: {row['error']}")
+    done = frame[frame["status"] == "completed"]
+    if not done.empty:
+        display = ("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format)
+        with pd.option_context(*display):
+            print(risk_table(done).iloc[:, :7].to_string(index=False))
+    for error, trials in _failures_by_reason(frame).items():
+        print(f"sweep risk: trial(s) {', '.join(map(str, trials))} not decomposed: {error}")
+    if done.empty:
+        return 1  # nothing to add to the report; the line above says why
     for kind, path in write_risk_table(load_risks(args.sweep_dir), args.sweep_dir).items():  # every stored trial
         print(f"{kind}: {path}")
     print(f"records: {Path(args.sweep_dir) / 'risk'}/trial_<n>.json\n"
@@ -332,12 +474,24 @@ def _run_risk(args: argparse.Namespace) -> int:
     return 0 if (frame["status"] == "completed").all() else 1
 
 
+def _failures_by_reason(frame: "pd.DataFrame") -> dict[str, list[int]]:
+    """Failed risk trials grouped by their error: a bring-your-own study is one line, not one per trial."""
+    grouped: dict[str, list[int]] = {}
+    for _, row in frame[frame["status"] != "completed"].iterrows():
+        grouped.setdefault(str(row["error"]), []).append(int(row["trial"]))
+    return grouped
+
+
 def _run_demo(args: argparse.Namespace) -> int:
-    from sweep.demo import run_demo
+    from sweep.demo import EXIT_INTERRUPTED, STUDY_NAME, run_demo, storage_url
 
-    from sweep.demo import STUDY_NAME, storage_url
-
-    report = run_demo(args.out, n_trials=args.trials, n_jobs=args.jobs, size=args.size, launcher=args.launcher)
+    try:
+        report = run_demo(args.out, n_trials=args.trials, n_jobs=args.jobs, size=args.size,
+                          launcher=args.launcher)
+    except KeyboardInterrupt:  # during the readouts or the report (the sweep's own Ctrl-C is handled there)
+        print("sweep demo: interrupted (SIGINT); finished trials and readouts are kept: rerun the same command "
+              "to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     out = Path(args.out).resolve()
     print(f"report: {report}\ntables: {report.parent / 'tables'}\n"
           f"next: open the report in a browser; the risk decomposition of these trials:\n"
@@ -352,7 +506,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _run_train(argv[1:])
     args = _build_parser().parse_args(argv)
     handlers = {"results": _run_results, "progress": _run_progress, "select": _run_select, "demo": _run_demo,
-                "risk": _run_risk, "readout": _run_readout}
+                "risk": _run_risk, "readout": _run_readout, "studies": _run_studies,
+                "best": _run_best}
     from sweep.study.journal import JournalCorruptError
     from sweep.study.storage import StorageError, StudyNotFoundError
 

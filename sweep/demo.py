@@ -7,8 +7,10 @@ report run here through the same launchers.
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -16,10 +18,21 @@ from sweep.launch import kind_of_plugin
 from sweep.selection.pipeline import select_and_report
 
 STUDY_NAME = "demo"
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+# the demo's sweeper: NSGA-II on (RankMe / min(N, D) up, |alpha - 1| down), every method of the space equally often
+MULTI_METHOD_SWEEPER = ("hydra/sweeper=rankme_normalized_alpha", "+hydra.sweeper.sampler.options.population_size=8",
+                        "+hydra.sweeper.sampler.options.stratify=method")
 DEMO_PRESETS: dict[str, dict[str, Any]] = {
-    # experiment diff, search space, default trial count
-    "default": {"experiment": "demo", "search_space": "testbed_mnist", "n_trials": 16},
-    "tiny": {"experiment": "demo_tiny", "search_space": "testbed_mnist", "n_trials": 4},
+    # experiment diff, search space, sweeper overrides, default trial count; a new preset is one entry here
+    "default": {"experiment": "demo", "search_space": "testbed_mnist", "sweeper": MULTI_METHOD_SWEEPER,
+                "n_trials": 12, "help": "3 methods, 8 epochs, 12 trials (4 per method)"},
+    "tiny": {"experiment": "demo_tiny", "search_space": "testbed_mnist", "sweeper": MULTI_METHOD_SWEEPER,
+             "n_trials": 4, "help": "the seconds-long variant the tests use"},
+    # the papers' regime (README "Evidence", converged testbed): Barlow Twins trained to a plateau (40 epochs),
+    # lambda x projector width, maximising raw RankMe, which ranked that grid's configs (Spearman +0.86)
+    "converged": {"experiment": "converged_barlow", "search_space": "converged_barlow",
+                  "sweeper": ("hydra/sweeper=rankme",), "n_trials": 8,
+                  "help": "Barlow Twins trained to a plateau, lambda x width, 8 trials on RankMe (~10 min)"},
 }
 
 
@@ -36,8 +49,7 @@ def sweep_command(out_dir: Path, size: str = "default", n_trials: Optional[int] 
     return [
         sys.executable, "-m", "sweep.train.job", "-m",
         f"experiment={preset['experiment']}",
-        "hydra/sweeper=rankme_normalized_alpha",  # NSGA-II on (RankMe / min(N, D) up, |alpha - 1| down)
-        "+hydra.sweeper.sampler.options.population_size=8",
+        *preset["sweeper"],
         f"hydra/launcher={launcher}",
         f"+search_space={preset['search_space']}",
         f"hydra.sweep.dir={sweep_dir}",
@@ -49,12 +61,42 @@ def sweep_command(out_dir: Path, size: str = "default", n_trials: Optional[int] 
 
 
 def run_sweep(out_dir: Path, **kwargs: Any) -> None:
-    """Run the sweep; a non-zero exit (e.g. the failure ratio was exceeded) stops the demo with its message."""
+    """Run the sweep; a non-zero exit (no trial completed, the failure ratio exceeded) stops the demo with its
+    message, and an interrupted sweep (it printed how to resume) ends the demo with the same status."""
     command = sweep_command(out_dir, **kwargs)
     print("$ " + shlex.join(command), flush=True)
-    finished = subprocess.run(command, check=False)
-    if finished.returncode != 0:
-        raise SystemExit(f"sweep demo: the sweep exited with status {finished.returncode} (see its output above)")
+    code = run_forwarding_interrupts(command)
+    if code in (EXIT_INTERRUPTED, -signal.SIGINT, 128 + signal.SIGTERM):
+        raise SystemExit(code if code > 0 else EXIT_INTERRUPTED)  # the driver's own line said how to resume
+    if code != 0:
+        raise SystemExit(f"sweep demo: the sweep exited with status {code} (see its output above)")
+
+
+def run_forwarding_interrupts(command: list[str]) -> int:
+    """Run ``command`` in its own session (a terminal's Ctrl-C reaches this process only); on Ctrl-C or SIGTERM
+    forward SIGINT once and wait for the driver to cancel and requeue its trials, however long that takes:
+    killing it first (what ``subprocess.run`` does) would leave trials RUNNING. The child dies with us."""
+    from sweep.launch.local import die_with_parent
+
+    main_thread = threading.current_thread() is threading.main_thread()  # handlers can be set there only
+    proc = subprocess.Popen(command, start_new_session=main_thread, preexec_fn=die_with_parent)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # later Ctrl-Cs wait too: the driver is cleaning up
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        return proc.wait()
+    finally:
+        if main_thread and signal.getsignal(signal.SIGTERM) is _raise_interrupt:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
+    """SIGTERM on the demo is handled as Ctrl-C: forwarded to the sweep, which stops cleanly."""
+    raise KeyboardInterrupt
 
 
 def run_demo(out_dir: Path, n_trials: Optional[int] = None, n_jobs: int = 2, size: str = "default",

@@ -15,7 +15,13 @@ import pytest
 
 from sweep.demo import STUDY_NAME, storage_url, sweep_command
 
-pytestmark = pytest.mark.slow
+
+
+def test_default_demo_is_balanced_over_its_methods(tmp_path: Path) -> None:
+    """The README's demo: 12 trials, the method stratified (4 per method of testbed_mnist's 3)."""
+    command = sweep_command(tmp_path)
+    assert "+hydra.sweeper.sampler.options.stratify=method" in command
+    assert "hydra.sweeper.n_trials=12" in command and "+search_space=testbed_mnist" in command
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +36,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_demo_sweep_ran_every_trial(demo_dir: Path) -> None:
     import optuna
 
@@ -39,6 +46,11 @@ def test_demo_sweep_ran_every_trial(demo_dir: Path) -> None:
     assert all(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL) for s in states)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert completed, "no trial completed"
+    from collections import Counter
+
+    # stratified on the method: 4 trials over 3 methods are 2 + 1 + 1, whatever NSGA-II prefers
+    assert Counter(t.params["method"] for t in study.trials) == {"simclr": 2, "barlow_twins": 1, "vicreg": 1}
+    assert [Path(t.user_attrs["run_dir"]).name for t in study.trials] == ["0", "1", "2", "3"]
     for trial in completed:
         record = json.loads(Path(trial.user_attrs["record_path"]).read_text())
         assert record["status"] == "completed"
@@ -47,6 +59,7 @@ def test_demo_sweep_ran_every_trial(demo_dir: Path) -> None:
         assert (Path(record["run_dir"]) / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_demo_report_numbers_recomputed(demo_dir: Path) -> None:
     report = demo_dir / "report"
     html = (report / "report.html").read_text()
@@ -75,6 +88,7 @@ def test_demo_report_numbers_recomputed(demo_dir: Path) -> None:
         assert int(row["readouts_used"]) <= len(readouts), name
 
 
+@pytest.mark.slow
 def test_demo_rerun_resumes_without_rerunning(demo_dir: Path) -> None:
     """Re-running the sweep command tops up to n_trials: nothing new is trained."""
     command = sweep_command(demo_dir, size="tiny", n_trials=4, n_jobs=2)
@@ -86,6 +100,7 @@ def test_demo_rerun_resumes_without_rerunning(demo_dir: Path) -> None:
     assert len(study.trials) == 4
 
 
+@pytest.mark.slow
 def test_cli_results_export(demo_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "trials.parquet"
     done = subprocess.run(
@@ -97,3 +112,35 @@ def test_cli_results_export(demo_dir: Path, tmp_path: Path) -> None:
     assert sorted(frame["trial"]) == [0, 1, 2, 3]
     assert {"rankme", "alpha", "record_path", "method"} <= set(frame.columns)
     assert np.isfinite(frame.loc[frame["state"] == "COMPLETE", "rankme"]).all()
+
+
+@pytest.mark.slow
+def test_converged_demo_sweeps_the_converged_barlow_grid(tmp_path: Path) -> None:
+    """`sweep demo --size converged`: its sweep composes and runs (1 epoch, small splits here), each trial a
+    lambda x width point of the converged testbed's grid, the projector's hidden layer as wide as its output,
+    the converged schedule (AdamW, cosine, the pilot's lr / wd), RankMe the objective."""
+    import optuna
+    import yaml
+
+    command = sweep_command(tmp_path, size="converged", n_trials=2, launcher="sweep_inprocess")
+    small = ["epochs=1", "checkpoint_every=1", "optim.warmup_epochs=0", "metrics.every_n_epochs=1",
+             "data.max_train_samples=300", "data.max_test_samples=120", "data.monitor_size=48", "batch_size=64",
+             "save_features=false"]
+    done = subprocess.run([*command, *small], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(tmp_path))
+    assert [d.name for d in study.directions] == ["MAXIMIZE"]
+    assert "rankme" in str(study.user_attrs["objectives"]) and "alpha" not in str(study.user_attrs["objectives"])
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 2
+    for trial in complete:
+        assert trial.params["method.lambd"] in (1e-4, 3.9810717055349735e-4, 1.584893192461114e-3,
+                                                6.309573444801929e-3, 2.5118864315095794e-2, 1e-1)
+        assert trial.params["method.projector.out_dim"] in (64, 128, 256, 512)
+        config = yaml.safe_load((tmp_path / "sweep" / str(trial.number) / "config.yaml").read_text())
+        assert config["method"]["name"] == "barlow_twins"
+        assert config["optim"]["name"] == "adamw" and config["optim"]["lr"] == 1e-2
+        assert config["optim"]["weight_decay"] == 1e-4 and config["optim"]["scheduler"] == "cosine"
+        width = trial.params["method.projector.out_dim"]
+        assert config["method"]["projector"]["out_dim"] == width
+        assert config["method"]["projector"]["hidden_dims"] in ([width], ["${method.projector.out_dim}"])

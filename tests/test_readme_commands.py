@@ -54,9 +54,13 @@ README_PLAN: dict[str, Run | Skip] = {
     "hydra.sweeper.n_trials=32 hydra.sweeper.n_jobs=2 hydra.sweeper.storage=sqlite:///sweeps/demo.db "
     "hydra.sweeper.study_name=demo hydra.sweep.dir=sweeps/demo":
         Run(TINY_SWEEP, expect_files=("sweeps/demo.db", "sweeps/demo/trials.parquet")),
-    "sweep train -m ... hydra/launcher=sweep_slurm hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=1 "
-    "hydra.launcher.timeout_min=240 hydra.launcher.array_parallelism=16":
-        Skip("`...` stands for the sweep above; the SLURM launcher runs against a real SLURM in tests/test_slurm.py"),
+    "sweep train -m experiment=demo hydra/sweeper=rankme_normalized +search_space=demo hydra/launcher=sweep_slurm "
+    "hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=1 hydra.launcher.timeout_min=240 "
+    "hydra.launcher.array_parallelism=16 hydra.sweeper.n_trials=32 hydra.sweeper.storage=sqlite:///sweeps/slurm.db "
+    "hydra.sweeper.study_name=slurm hydra.sweep.dir=sweeps/slurm":
+        Skip("needs a SLURM cluster: tests/test_slurm_resources.py runs it on the real test cluster with the "
+             "changes its comment names (partition, no gpus_per_node) and checks the refusal it warns of"),
+    "sweep studies --storage sqlite:///sweeps/demo.db": Run(),
     "sweep progress --storage sqlite:///sweeps/demo.db --study demo": Run(),
     "sweep results --storage sqlite:///sweeps/demo.db --study demo --out trials.parquet":
         Run(expect_files=("trials.parquet", "trials.csv")),
@@ -86,8 +90,17 @@ README_PLAN: dict[str, Run | Skip] = {
     "--parallel 8 --minutes 6 --out \"$OUT/testbed\"":
         Skip("needs a CUDA device and the device's $OUT; the testbed's converged CPU dry run is tested in "
              "tests/test_testbed.py and --run's offline set-up in tests/test_gpu_wheels.py"),
+    "sweep best --storage sqlite:///sweeps/demo.db --study demo":
+        Run(expect_files=("sweeps/demo/report/best/best.yaml",)),
+    "sweep train --config-dir sweeps/demo/report/best --config-name best":
+        Run(extra="epochs=1 hydra.run.dir=sweeps/retrained", expect_files=("sweeps/retrained/result.json",)),
     "sweep risk --storage sqlite:///sweeps/demo.db --study demo --sweep-dir sweeps/demo --reference-epochs 30":
         Run((("--reference-epochs 30", "--reference-epochs 1"),), expect_files=("sweeps/demo/risk/risk.csv",)),
+    "sweep train -m experiment=demo hydra/sweeper=rankme_normalized +search_space=demo hydra/launcher=sweep_local "
+    "hydra.sweeper.n_trials=32 hydra.sweeper.n_jobs=2 hydra.sweeper.storage=sqlite:///sweeps/tracked.db "
+    "hydra.sweeper.study_name=tracked hydra.sweep.dir=sweeps/tracked tracking.kind=mlflow "
+    "tracking.uri=sqlite:///sweeps/mlflow.db":
+        Run(TINY_SWEEP, expect_files=("sweeps/mlflow.db", "sweeps/tracked/trials.parquet")),
 }
 
 

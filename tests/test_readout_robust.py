@@ -259,3 +259,25 @@ def test_busy_and_available_cores_are_sane() -> None:
     assert threads_module.available_cores() >= 1
     assert threads_module.busy_cores() >= 0
     assert not math.isnan(float(threads_module.busy_cores()))
+
+
+def test_solver_is_picked_by_size_and_both_reach_the_same_optimum() -> None:
+    """Small CPU problems use scipy's L-BFGS-B on whitened variables, large ones the torch loop: same objective,
+    same stopping rule, so the same optimum (to the tolerance) from the same start."""
+    rng = np.random.default_rng(7)
+    n, d, k = 400, 16, 4
+    y = rng.integers(0, k, n)
+    x = (rng.standard_normal((n, d)) + np.eye(k, d)[y]) @ (rng.standard_normal((d, d)) / 3 + np.eye(d))
+    prep = linear_module._prepare(torch.from_numpy(x), torch.from_numpy(y), torch.float64)
+    prob = linear_module._Problem(prep.z, prep.y, k)
+    assert linear_module._uses_lbfgsb(prob)
+    big = linear_module._Problem(torch.zeros(4096, 64, dtype=torch.float64), torch.zeros(4096, dtype=torch.long), 2)
+    assert not linear_module._uses_lbfgsb(big)
+    w0, b0 = torch.zeros(d, k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64)
+    for l2 in (1e-1, 1e-3):
+        small = linear_module._solve_small(prob, l2, w0, b0, max_iter=500, tol=1e-8)
+        loop = linear_module._solve(prob, l2, w0, b0, max_iter=500, tol=1e-8)
+        assert small.converged and loop.converged
+        np.testing.assert_allclose(small.weight.numpy(), loop.weight.numpy(), atol=1e-6)
+        np.testing.assert_allclose(small.bias.numpy() - small.bias.numpy().mean(),
+                                   loop.bias.numpy() - loop.bias.numpy().mean(), atol=1e-6)

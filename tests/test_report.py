@@ -165,7 +165,11 @@ def test_build_report_files_and_embedded_figures(tmp_path: Path) -> None:
     path = build_report(trials, readouts, out, SelectionConfig(n_orders=10))
     text = path.read_text()
     figures = sorted((out / "figures").glob("*.png"))
-    assert {p.name for p in figures} == {"scatter.png", "regret_vs_budget.png", "monitoring.png"}
+    # silhouette is no policy's input: its panels sit in a second figure behind a <details> toggle
+    assert {p.name for p in figures} == {"scatter.png", "scatter_other_metrics.png", "regret_vs_budget.png",
+                                         "monitoring.png"}
+    assert re.search(r"<details><summary>1 other label-free metrics vs accuracy[^<]*silhouette</summary>"
+                     r'<figure>.*?data-file="scatter_other_metrics.png"', text)
     for fig in figures:
         match = re.search(rf'data-file="{re.escape(fig.name)}" src="data:image/png;base64,([^"]+)"', text)
         assert match, fig.name
@@ -359,30 +363,72 @@ def test_failures_table_lists_failed_trials_and_readouts_with_reasons() -> None:
 
 
 def test_report_reads_in_one_minute(tmp_path: Path) -> None:
-    """Headline first, definitions, titled and captioned figures, small-n warnings, failures with reasons,
-    settings as a table and links to the tables."""
+    """The answer first, then the headline, definitions, titled and captioned figures, one correlation table
+    with small-n warnings, failures with reasons, settings as a table and links to the tables."""
     trials, readouts = make_frames(tmp_path)
     trials["failure_reason"] = [None] * 7 + ["NaN loss at epoch 3"]
     cfg = SelectionConfig(n_orders=5)
     text = build_report(trials, readouts, tmp_path / "report", cfg, n_boot=50).read_text()
     h2 = re.findall(r"<h2>([^<]+)</h2>", text)
-    assert h2[:3] == ["What each policy chose", "Definitions", "Policies vs oracle"]
+    assert h2[:4] == ["The answer", "What each policy chose", "Definitions", "Policies vs oracle"]
     assert "<li>oracle chose trial 2 (SimCLR, lr 0.003) after 7 of 7 readouts" in text
     assert "7 usable configs of 8 trials; 1 trial failed (listed below)." in text
     for term in ("readout", "oracle", "regret (points)", "random-b baseline", "p_within_tol"):
         assert f"<dt>{term}</dt>" in text
     titles = re.findall(r"<figure><h3>([^<]+)</h3>", text)
-    assert len(titles) == 3 and all(len(t) > 15 for t in titles)
+    assert len(titles) == 4 and all(len(t) > 15 for t in titles)
     captions = re.findall(r"<figcaption>([^<]+)</figcaption>", text)
-    assert len(captions) == 3 and not any(c.endswith(".png") for c in captions)
+    assert len(captions) == 4 and not any(c.endswith(".png") for c in captions)
     assert "below 0" in text  # the budget caption explains a negative regret
-    assert '<td class="warn">n = 3 &lt; 10: unreliable</td>' in text  # byol has 3 usable configs
+    assert h2.count("Metric vs accuracy correlations") == 1 and "<h2>Spearman with bootstrap" not in text
+    assert "<th>BYOL (n = 3) <span class=\"warn\">unreliable</span></th>" in text  # byol has 3 usable configs
+    # rankme over the 7 usable configs: rank differences 0, -1, 1, 0, 0, -1, 1 -> 1 - 6 * 4 / (7 * 48)
+    assert re.search(r"<td>rankme</td>\s*<td>[^<]*</td>\s*<td>[^<]*</td>\s*<td>\+0\.93 \[", text)
     assert "NaN loss at epoch 3" in text and "<h2>Failed trials and readouts</h2>" in text
     assert '"batch_size":' not in text and "<th>batch_size</th><td>10</td>" in text
     for name in ("policies", "correlations", "failures", "trials"):
         assert f'<a href="tables/{name}.csv">' in text
         assert (tmp_path / "report" / "tables" / f"{name}.csv").is_file()
+    for link in re.findall(r'<a href="(tables/[^"]+)">', text):  # every table link points at a file
+        assert (tmp_path / "report" / link).is_file(), link
     assert not re.search(r"<td>\d+\.0000</td>", text)  # no ids or counts printed as 1.0000
+    assert "why nothing was chosen" not in text  # every policy chose a config: no empty column
+    evidence_header = re.search(r"<h2>Policies vs random-b.*?<thead>(.*?)</thead>", text, re.S).group(1)
+    assert re.findall(r"<th>([^<]+)</th>", evidence_header)[:3] == ["scope", "policy", "target met"]
+
+
+def test_the_answer_comes_first_with_exact_values_and_evidence(tmp_path: Path) -> None:
+    """make_frames: guided reads 4 configs and chooses trial 2 (val 0.90, test 0.80); RankMe's optimum is
+    trial 2 too, second of 7 by test accuracy (trial 5 has 0.86)."""
+    trials, readouts = make_frames(tmp_path)
+    trials.loc[2, "params_lr"] = np.nextafter(0.003, 1.0)  # 0.0030000000000000005: printed "0.003" rounded
+    text = build_report(trials, readouts, tmp_path / "report", SelectionConfig(n_orders=5), n_boot=50).read_text()
+    block = re.search(r'<div class="answer" id="answer">(.*?)</div>', text, re.S).group(1)
+    assert text.index('id="answer"') < text.index("<h2>What each policy chose</h2>")
+    assert block.startswith('<p class="verdict">Use trial 2 (guided, validated by 4 readouts of 7 configs); '
+                            "the label-free objective alone could be trusted here: rankme agrees with test "
+                            "accuracy (Spearman +0.93 [")
+    assert "its optimum, trial 2, ranks 2 of 7 (80.0% test)." in block
+    assert "<code>lr=0.0030000000000000005</code>" in block  # exact, never rounded
+    assert f"<code>{tmp_path / 'run2'}</code>" in block
+    assert "<b>target met: no</b>" in block and "README, Evidence</a>" in block
+    assert "stopped after 4 readouts" in block
+    assert "Other policies: adaptive_alpha_window: trial 2, 7 readouts" in block
+    answer = json.loads((tmp_path / "report" / "tables" / "answer.json").read_text())
+    assert answer["recommended"]["trial"] == 2 and answer["recommended"]["params"] == {"lr": 0.0030000000000000005}
+    assert [p["trial"] for p in answer["optimum"]] == [2] and answer["correlations"][0]["n"] == 7
+    assert answer["correlations"][0]["rho"] == pytest.approx(1 - 6 * 4 / (7 * 48))
+
+
+def test_the_answer_names_a_misleading_objective(tmp_path: Path) -> None:
+    """RankMe reversed: its optimum (trial 4) has the worst test accuracy, 7 of 7, and the verdict says not to
+    trust it alone."""
+    trials, readouts = make_frames(tmp_path)
+    trials["rankme"] = [60.0 - r for r in RANKME]
+    text = build_report(trials, readouts, tmp_path / "report", SelectionConfig(n_orders=5), n_boot=50).read_text()
+    verdict = re.search(r'<p class="verdict">([^<]*)</p>', text).group(1)
+    assert "do not trust the label-free objective alone: rankme points away from test accuracy" in verdict
+    assert verdict.endswith("its optimum, trial 4, ranks 7 of 7 (52.0% test).")
 
 
 def test_chosen_configs_to_mark() -> None:
@@ -404,3 +450,23 @@ def test_a_nan_policy_metric_is_named_in_the_failures(tmp_path: Path) -> None:
     from sweep.selection.report import nan_metric_lines
 
     assert nan_metric_lines(tmp_path / "report" / "tables")[0].startswith("trial 2: rankme NaN or missing")
+
+
+def test_policies_table_explains_regret_zero_beside_p_within_below_one() -> None:
+    """A regret of 0 on this sweep's order and p_within_tol < 1 over other orders get a note; the empty 'why
+    nothing was chosen' column is left out, and kept when a policy chose nothing."""
+    from sweep.selection.report import _policies_html
+
+    cfg = SelectionConfig(n_orders=20)
+    policies = pd.DataFrame({"policy": ["calibrated_rank", "guided"], "readouts_used": [4, 5],
+                             "chosen_trial": pd.array([2, 2], dtype="Int64"), "chosen_params": ["", ""],
+                             "val_accuracy": [0.9, 0.9], "test_accuracy": [0.8, 0.8], "regret_pts": [0.0, 0.0],
+                             "random_b_regret_pts": [1.0, 1.0], "p_within_tol": [0.28, 1.0],
+                             "mean_readouts_over_orders": [4.0, 5.0], "note": [None, None]})
+    text = _policies_html(policies, cfg)
+    assert "why nothing was chosen" not in text
+    assert ("order-dependent policy (e.g. calibrated_rank) can have regret 0.0 in the order shown here" in text
+            and "over 20 random visiting orders" in text)
+    policies.loc[1, ["chosen_trial", "regret_pts", "note"]] = [pd.NA, math.nan, "guided read nothing"]
+    text = _policies_html(policies.assign(p_within_tol=[1.0, 0.0]), cfg)
+    assert "<th>why nothing was chosen</th>" in text and "order-dependent" not in text

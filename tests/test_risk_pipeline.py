@@ -307,6 +307,7 @@ def test_sweep_risk_command_on_a_tiny_sweep(tmp_path: Path, capsys: pytest.Captu
     assert main(["risk", *study, "--launcher", "inprocess"]) == 0
     printed = capsys.readouterr().out
     assert " ".join(TABLE_COLUMNS) in " ".join(printed.split())
+    assert "(1 already done, reused)" in printed and "training" not in printed  # trial 0 and the reference
     assert (refs[0] / "reference.json").stat().st_mtime_ns == stamp
     assert json.loads(risk_path(sweep_dir, 0).read_text()) == first
     table = pd.read_parquet(sweep_dir / "risk" / "risk.parquet")
@@ -317,3 +318,64 @@ def test_sweep_risk_command_on_a_tiny_sweep(tmp_path: Path, capsys: pytest.Captu
     assert csv["total"].tolist() == pytest.approx(table["total"].tolist())
     report = select_and_report(storage, "t", sweep_dir, "inprocess").read_text()
     assert "Risk decomposition (Dubois et al.)" in report
+    # a third run has nothing left to do: no job is submitted at all (not even one that reuses a record)
+    from sweep.selection.risk import run_risk
+    from sweep.study.results import trials_dataframe
+
+    class NoJobs:
+        def submit(self, *args: Any) -> None:
+            raise AssertionError("a rerun submitted a job")
+
+        map_array = submit
+
+    again = run_risk(trials_dataframe(storage, "t"), sweep_dir, NoJobs(), reference_epochs=15)
+    assert list(again["trial"]) == [0, 1] and (again["status"] == "completed").all()
+    assert "[risk] decomposing 0 trial(s) into" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_sweep_risk_on_a_bring_your_own_study_says_why_in_one_line(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A task of its own (features named in its records, no `sweep train` data/backbone config): no reference
+    can be paired with its rows, and the command says so once for all its trials, exit 1, no traceback."""
+    from sweep.cli import main
+
+    apps = Path(__file__).parent / "apps"
+    storage, sweep_dir = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(apps / "plain_dict_app.py"), "-m", f"hydra.sweeper.storage={storage}",
+                           "hydra.sweeper.study_name=d", f"hydra.sweep.dir={sweep_dir}"], cwd=apps, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main(["risk", "--storage", storage, "--study", "d", "--sweep-dir", str(sweep_dir),
+                 "--launcher", "inprocess"]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["sweep risk: trial(s) 0, 1, 2 not decomposed: its config has no data / backbone node (not a "
+                   "`sweep train` trial): the approximation term needs a supervised reference of the trial's own "
+                   "architecture on its own rows, which sweep can train only from `sweep train`'s data and "
+                   "backbone configs"]
+    assert not (sweep_dir / "risk" / "reference").exists()  # nothing was trained for it
+
+
+def test_risk_jobs_show_a_bar_of_the_records_they_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The bar counts records rewritten since the start (an old record of a retried trial does not count)."""
+    from sweep.selection.risk import _wait_counting
+
+    monkeypatch.setenv("SWEEP_PROGRESS", "1")
+    old, new = tmp_path / "trial_0.json", tmp_path / "trial_1.json"
+    old.write_text("{}")
+    os.utime(old, (1.0, 1.0))  # written by an earlier run
+
+    class Job:
+        polls = 0
+
+        def done(self) -> bool:
+            Job.polls += 1
+            if Job.polls == 2:
+                new.write_text("{}")
+            return Job.polls > 2
+
+    _wait_counting([Job()], [old, new], "risk", poll_s=0.01)
+    err = capsys.readouterr().err
+    assert "risk: 100%" not in err and "1/2" in err.replace(" ", "")

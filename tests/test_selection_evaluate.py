@@ -13,6 +13,7 @@ from scipy import stats
 
 from sweep.selection import evaluate as ev
 from sweep.selection.policies import POLICIES, alpha_band, oracle
+from sweep.selection.surrogate import label_free_metrics
 from sweep.selection.table import metrics_frames
 
 
@@ -55,7 +56,7 @@ def test_spearman_table_per_method_and_pooled() -> None:
 
 def test_label_free_metrics_exclude_readouts_ids_hyperparameters_and_cost() -> None:
     trials, _ = metrics_frames(make_testbed(n_configs=3))
-    found = ev.label_free_metrics(trials.assign(my_metric=1.0, params_lr=0.1, monitor_rows=100))
+    found = label_free_metrics(trials.assign(my_metric=1.0, params_lr=0.1, monitor_rows=100))
     assert found[:3] == ["rankme", "rankme_normalized", "rankme_backbone"]
     assert {"alpha", "alpha_r2", "stable_rank", "silhouette", "ami_checkpoint", "entropy", "loss", "my_metric"} <= set(found)
     for name in ("trial", "config_id", "seed", "repeat", "lr", "out_dim", "temperature", "knn_accuracy",

@@ -66,14 +66,17 @@ def test_kill_9_driver_then_rerun(tmp_path: Path) -> None:
         lost = by_number[orphan.number]
         assert lost.state == TrialState.FAIL
         reason = lost.user_attrs["failure_reason"]
-        if "job_id" not in orphan.user_attrs:  # killed between ask and submit: params may be partial
-            assert reason.startswith("driver lost before submission") and not is_counted(lost)
+        if reason.startswith("driver lost before submission"):  # killed between ask and submit
+            assert "job_id" not in orphan.user_attrs and not is_counted(lost)
             continue
+        # killed after the submission record but before the job id reached the storage: requeued like the rest
         assert reason.startswith("driver lost: requeued as trial ")
         requeued = by_number[int(reason.rsplit(" ", 1)[1])]
         assert requeued.params == orphan.params and requeued.state == TrialState.COMPLETE
-        if "run_dir" in orphan.user_attrs:  # it had been submitted: resume in the same run dir (checkpoint)
-            assert requeued.user_attrs["run_dir"] == orphan.user_attrs["run_dir"]
+        if "run_dir" in orphan.user_attrs:  # it had been submitted: resume from its folder (checkpoint), which
+            old_dir = Path(orphan.user_attrs["run_dir"])  # is renamed to the new trial number (issue 18)
+            assert requeued.user_attrs["resumed_run_dir"] == str(old_dir)
+            assert requeued.user_attrs["run_dir"] == str(old_dir.parent / str(requeued.number))
             resumed += 1
     assert resumed >= 1
     keys = [tuple(sorted(t.params.items())) for t in counted]

@@ -202,6 +202,20 @@ class RiskConfig:
     reference_seed: int = 0  # model init and shuffling
 
 
+# ----------------------------------------------------------------------------- experiment tracking
+@dataclass
+class TrackingConfig:
+    """Where runs' parameters and curves and a sweep's selection are logged (sweep.integrations.trackers).
+
+    Never put a password in ``uri``: this config is saved in every run dir; the tracker reads it from its own
+    variables (MLFLOW_TRACKING_PASSWORD, PGPASSWORD)."""
+
+    kind: str = "none"  # none | mlflow | tensorboard (sweep.integrations.trackers.TRACKERS)
+    # mlflow: tracking URI (None: sqlite:///<cwd>/mlflow.db); tensorboard: folder (None: <cwd>/tensorboard)
+    uri: Optional[str] = None
+    experiment: Optional[str] = None  # MLflow experiment / TensorBoard folder; None: study name, or "sweep"
+
+
 # ----------------------------------------------------------------------------- top level
 @dataclass
 class TrainConfig:
@@ -225,6 +239,7 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory format for conv backbones (faster convs on tensor cores)
     compile: bool = False  # torch.compile the training step's forward + loss
     distributed: str = "auto"  # auto: DDP when started by torchrun or as several SLURM tasks | off
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # tracker: tracking.kind=mlflow
 
 
 # Schema of each non-method config group (the method group uses METHOD_SCHEMAS by name).

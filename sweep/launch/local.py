@@ -2,7 +2,8 @@
 
 Unlike submitit's LocalExecutor it does not give every job ``CUDA_VISIBLE_DEVICES=0``: with ``gpus`` set, each
 trial gets the least busy GPU of the list (round-robin among equals), and the variable is left alone otherwise.
-Workers die with the driver (PR_SET_PDEATHSIG), so a killed driver leaves no orphan trial running.
+Workers die with the driver (PR_SET_PDEATHSIG), so a killed driver leaves no orphan trial running; they run in
+their own session, so a Ctrl-C in the terminal reaches the driver alone, which cancels and requeues them.
 Payload and result pickles carry the driver's HMAC and live in 0700 folders (``sweep.safety``).
 """
 from __future__ import annotations
@@ -39,7 +40,7 @@ SUBMIT_DIR = ".submitted"  # under the sweep dir: payloads, results and worker l
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child between fork and exec: SIGKILL it when the driver dies (Linux; no-op elsewhere)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -141,7 +142,8 @@ class LocalLauncher(TrialLauncher):
         env = self._env(gpu)
         with (folder / "stdout.log").open("wb") as out, (folder / "stderr.log").open("wb") as err:
             proc = subprocess.Popen([self.python, "-m", "sweep.launch.worker", str(folder / "payload.pkl")],
-                                    stdout=out, stderr=err, env=env, preexec_fn=_die_with_parent)
+                                    stdout=out, stderr=err, env=env, preexec_fn=die_with_parent,
+                                    start_new_session=True)  # Ctrl-C reaches the driver only: it cancels
         log.debug("trial %d: pid %d%s", idx, proc.pid, f" on GPU {gpu}" if gpu is not None else "")
         return LocalHandle(proc, folder, payload.run_dir, self.pool, gpu)
 

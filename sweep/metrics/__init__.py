@@ -15,6 +15,8 @@ from ._registry import METRICS, Metric, register_metric, registered_row
 from ._spectral import alpha_req, nesum, participation_ratio, rankme, rankme_centered, rankme_sq, stable_rank
 from ._spectrum import RANKME_EPS
 from ._streaming import SPECTRAL_KEYS, SpectralAccumulator, spectral_metrics
+from ._suite import metric_suite, row_suite, spectral_suite
+from ._inputs import ROW_METRICS_MAX_ROWS
 
 __all__ = [
     "AlphaFit",
@@ -27,6 +29,7 @@ __all__ = [
     "Metric",
     "MetricInputError",
     "RANKME_EPS",
+    "ROW_METRICS_MAX_ROWS",
     "SPECTRAL_KEYS",
     "SpectralAccumulator",
     "TWONN_DISCARD_FRACTION",
@@ -39,6 +42,7 @@ __all__ = [
     "fit_power_law",
     "kmeans_silhouette",
     "lidar",
+    "metric_suite",
     "monitoring_metrics",
     "nesum",
     "normalized_rankme",
@@ -48,7 +52,9 @@ __all__ = [
     "rankme_sq",
     "register_metric",
     "registered_row",
+    "row_suite",
     "spectral_metrics",
+    "spectral_suite",
     "stable_rank",
     "twonn_dimension",
 ]

@@ -6,6 +6,11 @@ agreement near 1); checkpoint agreement = AMI between the partitions of the same
 successive checkpoints. k-means is scikit-learn's, with ``n_init=1`` so the seed is the only source
 of variation between runs.
 
+Rows: every function reads the fixed-seed row subsample of :func:`sweep.metrics._inputs.row_subsample` (all rows
+up to ``ROW_METRICS_MAX_ROWS`` = 2048, else exactly 2048 rows drawn with seed 0), so the cost stays bounded on
+large evaluation sets; ``monitoring_metrics`` computes the pairwise distances once for the silhouettes of all
+seeds.
+
 Scale: k-means, silhouette and AMI are invariant to a global scale of the embeddings, so every function runs
 on x / 2**e (an exact power of two bringing max |x| to [0.5, 1)); inputs of size 1e200 or 1e-170 then give
 the same partition as unit-scale ones instead of overflowing squared distances (silhouette 0.0, AMI 1.0).
@@ -21,11 +26,10 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_mutual_info_score, silhouette_score
+from sklearn.metrics.pairwise import euclidean_distances
 
 from ._entropy import embedding_entropy
-from ._inputs import ArrayLike, MetricInputError, check_integer, unit_scaled_numpy64
-
-SILHOUETTE_MAX_SAMPLES = 4096  # silhouette is O(N^2); larger inputs use a seeded subsample
+from ._inputs import ArrayLike, MetricInputError, check_integer, unit_scaled_rows
 
 
 def _check_clusters(n_clusters: int, n: int) -> int:
@@ -62,19 +66,19 @@ def kmeans_labels(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
         return km.fit_predict(x).astype(np.int64)
 
 
-def _silhouette(x: np.ndarray, labels: np.ndarray, seed: int) -> float:
-    """Silhouette score; 0.0 ("no cluster structure") when k-means found a single cluster."""
+def _silhouette(distances: np.ndarray, labels: np.ndarray) -> float:
+    """Silhouette score from the pairwise Euclidean distances; 0.0 ("no cluster structure") when k-means
+    found a single cluster."""
     if np.unique(labels).size < 2:
         return 0.0
-    sample = SILHOUETTE_MAX_SAMPLES if x.shape[0] > SILHOUETTE_MAX_SAMPLES else None
-    return float(silhouette_score(x, labels, sample_size=sample, random_state=seed))
+    return float(silhouette_score(distances, labels, metric="precomputed"))
 
 
 def kmeans_silhouette(x: ArrayLike, n_clusters: int, seed: int = 0) -> float:
-    """Silhouette score of a seeded k-means partition of x, in [-1, 1]."""
-    a, _ = unit_scaled_numpy64(x)
+    """Silhouette score of a seeded k-means partition of x's row subsample, in [-1, 1]."""
+    a = unit_scaled_rows(x)
     k = _check_clusters(n_clusters, a.shape[0])
-    return _silhouette(a, kmeans_labels(a, k, seed), seed)
+    return _silhouette(euclidean_distances(a), kmeans_labels(a, k, seed))
 
 
 def _mean_pairwise_ami(labelings: Sequence[np.ndarray]) -> float:
@@ -83,8 +87,8 @@ def _mean_pairwise_ami(labelings: Sequence[np.ndarray]) -> float:
 
 
 def clustering_agreement(x: ArrayLike, n_clusters: int, seeds: Sequence[int] = (0, 1, 2)) -> float:
-    """Mean pairwise AMI between k-means runs of x with different seeds (>= 2 seeds)."""
-    a, _ = unit_scaled_numpy64(x)
+    """Mean pairwise AMI between k-means runs of x's row subsample with different seeds (>= 2 seeds)."""
+    a = unit_scaled_rows(x)
     k = _check_clusters(n_clusters, a.shape[0])
     return _mean_pairwise_ami([kmeans_labels(a, k, s) for s in _check_seeds(seeds, 2)])
 
@@ -116,15 +120,17 @@ def monitoring_metrics(
     Returns ``({"silhouette", "ami", ["ami_checkpoint"], "entropy"}, labels)``: silhouette is the
     mean over seeds, ami the mean pairwise AMI between seeds (NaN with a single seed),
     ami_checkpoint the AMI between ``previous_labels`` and this checkpoint's first-seed labels,
-    which are returned to be passed as ``previous_labels`` next time.
+    which are returned to be passed as ``previous_labels`` next time (one per row of the row subsample: all rows
+    up to 2048). Entropy reads every row (it is a spectral metric).
     """
-    a, _ = unit_scaled_numpy64(x)
+    a = unit_scaled_rows(x)
     k = _check_clusters(n_clusters, a.shape[0])
     seed_list = _check_seeds(seeds, 1)
     prev = None if previous_labels is None else _check_labels(previous_labels, "previous_labels", a.shape[0])
     runs = [kmeans_labels(a, k, s) for s in seed_list]
+    distances = euclidean_distances(a)  # shared by the silhouettes of every seed
     out = {
-        "silhouette": float(np.mean([_silhouette(a, lab, s) for lab, s in zip(runs, seed_list)])),
+        "silhouette": float(np.mean([_silhouette(distances, lab) for lab in runs])),
         "ami": _mean_pairwise_ami(runs) if len(runs) > 1 else float("nan"),
     }
     if prev is not None:

@@ -6,7 +6,9 @@ with lambda_k the eigenvalues of the unbiased (N - 1) sample covariance. Why thi
 well-defined for every finite input (the ridge keeps a collapsed embedding finite instead of -inf),
 deterministic, O(N D^2) like the other spectral metrics, and an upper bound on the entropy of any
 distribution with that covariance (Gaussians maximise entropy at fixed covariance). With
-ridge = 0 a rank-deficient covariance gives -inf.
+ridge = 0 a rank-deficient covariance gives -inf. The eigenvalues are the spectral metrics' own (the same
+accumulation and covariance eigenvalue problem, round-off-level values set to 0), so ``metric_suite`` computes
+them once for NESum, participation ratio, alpha and the entropy.
 
 Opt-in estimator, ``"knn"``: Kozachenko-Leonenko,
     H = psi(N) - psi(k) + log V_D + D/N * sum_i log r_i,
@@ -31,6 +33,7 @@ import scipy.special
 import torch
 from sklearn.neighbors import NearestNeighbors
 
+from ._streaming import accumulate
 from ._inputs import (
     ArrayLike,
     MetricInputError,
@@ -49,10 +52,11 @@ def embedding_entropy(x: ArrayLike, estimator: str = "gaussian", ridge: float = 
     """Differential entropy (nats) of the rows of x; see the module docstring for the estimators."""
     if estimator not in ENTROPY_ESTIMATORS:
         raise MetricInputError(f"estimator must be one of {ENTROPY_ESTIMATORS}, got {estimator!r}")
-    t = check_matrix(x, "x").to("cpu", torch.float64)
     if estimator == "gaussian":
-        return gaussian_entropy(t, ridge)
-    return knn_entropy(t, k)
+        ridge = check_number(ridge, "ridge")
+        acc = accumulate(x, "x")
+        return gaussian_entropy_from_spectrum(acc._cov_spectra()[0], acc._e, ridge)
+    return knn_entropy(check_matrix(x, "x").to("cpu", torch.float64), k)
 
 
 def _unit_scale(t: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -60,12 +64,12 @@ def _unit_scale(t: torch.Tensor) -> tuple[torch.Tensor, int]:
     return scale_pow2(t, -e), e
 
 
-def gaussian_entropy(t: torch.Tensor, ridge: float = 1e-6) -> float:
-    """1/2 sum log(2 pi e (lambda + ridge)) of the sample covariance of the float64 rows t."""
-    ridge = check_number(ridge, "ridge")
-    ts, e = _unit_scale(t)
-    centred = ts - ts.mean(dim=0)
-    lam = np.clip(np.linalg.eigvalsh((centred.T @ centred).numpy() / (t.shape[0] - 1)), 0.0, None)
+def gaussian_entropy_from_spectrum(cov_eigs: np.ndarray, e: int, ridge: float = 1e-6) -> float:
+    """1/2 sum log(2 pi e (lambda + ridge)) for covariance eigenvalues ``cov_eigs * 4**e`` (input units).
+
+    The eigenvalues come from the spectral accumulator (:func:`sweep.metrics._streaming.accumulate`), the one
+    pass that every spectral metric shares, in its unit-scaled form with round-off-level values set to 0."""
+    lam = np.clip(np.asarray(cov_eigs, dtype=np.float64), 0.0, None)
     with np.errstate(divide="ignore"):  # log(0) = -inf is meant: a zero eigenvalue (and ridge 0)
         log_lam = np.log(lam) + 2.0 * e * math.log(2.0)  # eigenvalues in the input's units, in logs
         log_total = np.logaddexp(log_lam, math.log(ridge) if ridge > 0.0 else -math.inf)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -96,6 +96,34 @@ def unit_scaled_numpy64(x: ArrayLike, name: str = "x") -> tuple[np.ndarray, int]
     t = check_matrix(x, name)
     e = pow2_exponent(float(t.abs().max().item()))
     return scale_pow2(t.to("cpu", torch.float64), -e).numpy(), e
+
+
+ROW_METRICS_MAX_ROWS = 2048  # rows the clustering and nearest-neighbour metrics read (see row_subsample)
+ROW_SUBSAMPLE_SEED = 0
+
+
+def row_subsample(n: int, max_rows: int = ROW_METRICS_MAX_ROWS) -> Optional[np.ndarray]:
+    """Indices of the rows the clustering and nearest-neighbour metrics read, or None for all of them.
+
+    Why: those metrics cost O(N^2 D) (silhouette, TwoNN, cluster learnability) or k-means passes, against
+    O(N D^2) for the spectral ones; above ``max_rows`` rows they read a uniform subsample of exactly ``max_rows``
+    rows drawn without replacement by ``numpy.random.default_rng(ROW_SUBSAMPLE_SEED)``, kept in their original
+    order, so every such metric of one matrix reads the same rows. Up to ``max_rows`` rows (every monitoring
+    split, and LabelFreeMonitor's 2048 rows) they read all rows, as before."""
+    if n <= max_rows:
+        return None
+    return np.sort(np.random.default_rng(ROW_SUBSAMPLE_SEED).choice(n, max_rows, replace=False))
+
+
+def unit_scaled_rows(x: ArrayLike, name: str = "x", max_rows: int = ROW_METRICS_MAX_ROWS) -> np.ndarray:
+    """The validated (all rows finite) :func:`row_subsample` of x at unit scale, as float64 numpy (see
+    :func:`unit_scaled_numpy64`: the metrics that read rows are invariant to a global scale)."""
+    t = check_matrix(x, name)
+    idx = row_subsample(t.shape[0], max_rows)
+    if idx is not None:
+        t = t[torch.from_numpy(idx).to(t.device)]
+    e = pow2_exponent(float(t.abs().max().item()))
+    return scale_pow2(t.to("cpu", torch.float64), -e).numpy()
 
 
 def check_number(value: object, name: str, *, minimum: float = 0.0, strict: bool = False) -> float:

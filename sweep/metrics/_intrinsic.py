@@ -21,6 +21,9 @@ CLID. The paper combines the two across the models being compared; without label
 equal on standardised values: CLID_m = z(CL)_m + z(ID)_m, z over the compared models m
 (:func:`clid_scores`), so CLID exists for a set of runs, not for one run alone.
 
+Rows: TwoNN and CL read the fixed-seed row subsample of :func:`sweep.metrics._inputs.row_subsample` (all rows
+up to 2048, else exactly 2048 rows drawn with seed 0; N above is then 2048), the rows the clustering metrics read.
+
 Scale: all three are invariant to a global scale of x; the rows are brought to unit scale by an exact power
 of two first (``unit_scaled_numpy64``), so inputs of size 1e200 or 1e-170 give the same value.
 Cost: one float64 Gram matrix (N^2 D), done in blocks of rows; 2048 x 512 in well under a second on
@@ -36,7 +39,7 @@ import numpy as np
 import torch
 
 from ._clustering import kmeans_labels
-from ._inputs import ArrayLike, MetricInputError, check_integer, unit_scaled_numpy64
+from ._inputs import ArrayLike, MetricInputError, check_integer, unit_scaled_rows
 
 TWONN_DISCARD_FRACTION = 0.1
 BLOCK_ROWS = 1024  # rows of the Gram matrix computed at once: memory O(BLOCK_ROWS * N)
@@ -84,8 +87,9 @@ def twonn_from_distances(r1: np.ndarray, r2: np.ndarray,
 
 
 def twonn_dimension(x: ArrayLike, discard_fraction: float = TWONN_DISCARD_FRACTION) -> float:
-    """TwoNN intrinsic dimension of the rows of x (N >= 3; see the module docstring for the definition)."""
-    a, _ = unit_scaled_numpy64(x)
+    """TwoNN intrinsic dimension of the rows of x (N >= 3; see the module docstring for the definition), on
+    the row subsample of :func:`sweep.metrics._inputs.row_subsample` (all rows up to 2048)."""
+    a = unit_scaled_rows(x)
     if a.shape[0] < 3:
         raise MetricInputError(f"twonn_dimension needs N >= 3 rows (two neighbours each), got N={a.shape[0]}")
     r1, r2 = two_nearest(a)
@@ -115,8 +119,9 @@ def prequential_1nn_accuracy(x: np.ndarray, labels: np.ndarray, order: np.ndarra
 
 
 def cluster_learnability(x: ArrayLike, n_clusters: Optional[int] = None, seed: int = 0) -> float:
-    """CL in [0, 1]: how fast a 1-NN learns x's own k-means labels online (module docstring)."""
-    a, _ = unit_scaled_numpy64(x)
+    """CL in [0, 1]: how fast a 1-NN learns x's own k-means labels online (module docstring), on the row
+    subsample of :func:`sweep.metrics._inputs.row_subsample` (all rows up to 2048; N below is its size)."""
+    a = unit_scaled_rows(x)
     n = a.shape[0]
     k = default_clusters(n) if n_clusters is None else check_integer(n_clusters, "n_clusters")
     if not 2 <= k < n:

@@ -24,51 +24,56 @@ from ._spectrum import (
 from ._streaming import accumulate
 
 
-def _spectra(z: ArrayLike, name: str = "z") -> tuple[np.ndarray, np.ndarray, int]:
-    """(Gram, covariance) spectra at a unit scale (every metric here is scale-free), and N."""
+def _gram(z: ArrayLike, name: str = "z") -> tuple[np.ndarray, int]:
+    """Un-centred Gram spectrum at a unit scale (every metric here is scale-free), and N."""
     acc = accumulate(z, name)
-    gram, cov, _ = acc._scaled_spectra()
-    return gram, cov, acc.n
+    return acc._gram_spectrum(), acc.n
+
+
+def _cov(z: ArrayLike, name: str = "z") -> tuple[np.ndarray, np.ndarray, int]:
+    """(covariance spectrum, its alpha-fit form) at a unit scale, and N: one eigenvalue problem, not two."""
+    acc = accumulate(z, name)
+    cov, alpha_cov = acc._cov_spectra()
+    return cov, alpha_cov, acc.n
 
 
 def rankme(z: ArrayLike, eps: float = RANKME_EPS) -> float:
     """RankMe (paper definition): effective rank from the singular values of un-centred Z."""
     eps = check_eps(eps)
-    gram, _, n = _spectra(z)
+    gram, n = _gram(z)
     return rankme_from_gram_eigenvalues(gram, n, eps)
 
 
 def rankme_centered(z: ArrayLike, eps: float = RANKME_EPS) -> float:
     """RankMe on the singular values of the column-centred Z (a variant, not the paper's)."""
     eps = check_eps(eps)
-    _, cov, n = _spectra(z)
+    cov, _, n = _cov(z)
     return rankme_from_gram_eigenvalues(cov, n, eps)
 
 
 def rankme_sq(z: ArrayLike, eps: float = RANKME_EPS, center: bool = False) -> float:
     """RankMe on squared singular values (Gram / covariance eigenvalues); reptrix uses center=True."""
     eps = check_eps(eps)
-    gram, cov, n = _spectra(z)
-    lam = cov if center else gram
+    if center:
+        lam, _, n = _cov(z)
+    else:
+        lam, n = _gram(z)
     return entropy_effective_rank(lam[: min(n, lam.size)], eps)
 
 
 def stable_rank(x: ArrayLike) -> float:
     """||X||_F^2 / ||X||_2^2 of the un-centred X: a smooth lower bound on rank(X)."""
-    gram, _, _ = _spectra(x, "x")
-    return stable_rank_from_gram_eigenvalues(gram)
+    return stable_rank_from_gram_eigenvalues(_gram(x, "x")[0])
 
 
 def participation_ratio(x: ArrayLike) -> float:
     """(sum lambda)^2 / sum lambda^2 of the centred covariance eigenvalues."""
-    _, cov, _ = _spectra(x, "x")
-    return participation_ratio_from_eigenvalues(cov)
+    return participation_ratio_from_eigenvalues(_cov(x, "x")[0])
 
 
 def nesum(x: ArrayLike) -> float:
     """NESum (He & Ozay 2022): sum_k lambda_k / lambda_1 of the centred covariance."""
-    _, cov, _ = _spectra(x, "x")
-    return nesum_from_eigenvalues(cov)
+    return nesum_from_eigenvalues(_cov(x, "x")[0])
 
 
 def alpha_req(x: ArrayLike, window: Sequence[int] = DEFAULT_ALPHA_WINDOW) -> AlphaFit:
@@ -77,5 +82,4 @@ def alpha_req(x: ArrayLike, window: Sequence[int] = DEFAULT_ALPHA_WINDOW) -> Alp
     Never raises for valid data: D too small for the window gives alpha NaN with ``reason`` (and an
     :class:`~sweep.metrics.AlphaWindowWarning`), as does a window cut short by zero eigenvalues (alpha set).
     """
-    _, _, alpha_cov = accumulate(x, "x")._scaled_spectra()
-    return alpha_from_spectrum(alpha_cov, window)
+    return alpha_from_spectrum(_cov(x, "x")[1], window)

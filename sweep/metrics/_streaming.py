@@ -113,6 +113,7 @@ class SpectralAccumulator:
         self._m2: Optional[torch.Tensor] = None  # float64 (D, D): sum (x - mean)(x - mean)^T, scaled units
         self._buffer: Optional[np.ndarray] = None  # reused float64 chunk buffer (CPU path)
         self._unit_roundoff = 2.0**-53  # of the coarsest input dtype seen (integers count as float64)
+        self._spectra_cache: dict[str, tuple[np.ndarray, ...]] = {}  # "gram" / "cov" until the next update
 
     # ------------------------------------------------------------------ accumulation
     def update(self, batch: ArrayLike) -> "SpectralAccumulator":
@@ -129,7 +130,8 @@ class SpectralAccumulator:
         """Accumulate a validated-shape (B, D) tensor; errors name it ``name``."""
         if x.shape[0] == 0:
             return self
-        amax = float(x.abs().max().item())  # NaN and inf propagate: one pass, then count for the message
+        self._spectra_cache = {}
+        amax = _max_abs(x)  # NaN and inf propagate: one pass, then count for the message
         if not math.isfinite(amax):
             check_finite(x, name)
         if self._mean is None:
@@ -233,27 +235,51 @@ class SpectralAccumulator:
         self._require_data()
         return scale_pow2(self._m2.clone(), 2 * self._e)  # type: ignore[union-attr]
 
-    def _scaled_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(un-centred Gram, centred scatter) in float64 scaled units (fresh copies)."""
+    def _scaled_matrices(self, copy_scatter: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(un-centred Gram, centred scatter) in float64 scaled units (the Gram a fresh tensor; the scatter a
+        copy unless ``copy_scatter`` is False, then the live sums: read only)."""
         self._require_data()
-        m2 = self._m2.clone()  # type: ignore[union-attr]
-        gram = m2.clone().addr_(self._mean, self._mean, alpha=float(self._n))  # type: ignore[arg-type]
-        return gram, m2
+        m2 = self._m2.clone() if copy_scatter else self._m2  # type: ignore[union-attr]
+        gram = torch.addr(m2, self._mean, self._mean, alpha=float(self._n))  # type: ignore[arg-type]
+        return gram, m2  # type: ignore[return-value]
 
     def _scaled_spectra(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cleaned descending eigenvalues of the Gram and of the covariance, in scaled units, and the
-        covariance spectrum for the alpha fit (also without what the input precision cannot resolve)."""
+        covariance spectrum for the alpha fit (also without what the input precision cannot resolve).
+
+        Each of the two D x D eigenvalue problems -- the fixed cost of every spectral metric (and of the
+        Gaussian entropy) -- is solved once per state, when first needed, and cached until the next ``update``,
+        so metrics asked for one after the other share it. Callers must not write to the returned arrays."""
+        return (self._gram_spectrum(), *self._cov_spectra())
+
+    def _checked_trace(self) -> float:
+        """trace(X^T X) in scaled units; raises if the sums overflowed (impossible with unit-scaled rows)."""
         self._require_data()
         check_sizes(self._n, self.dim, "accumulated features")
-        gram, m2 = self._scaled_matrices()
-        if not bool(torch.isfinite(gram).all()):  # cannot happen with unit-scaled rows; kept as a guard
+        assert self._m2 is not None and self._mean is not None
+        trace = float(torch.trace(self._m2).item()) + self._n * float(torch.dot(self._mean, self._mean).item())
+        if not math.isfinite(trace):
             raise MetricInputError("X^T X is not finite: the accumulated sums overflowed")
-        quantisation = QUANTISATION_FACTOR * self._unit_roundoff**2 * float(torch.trace(gram).item())
-        raw_cov = _eigvalsh(m2)
-        cov = _clean(raw_cov)
-        alpha_cov = clean_spectrum(cov, quantisation) if quantisation > 0.0 else cov
-        scale = 1.0 / (self._n - 1)
-        return _clean(_eigvalsh(gram)), cov * scale, alpha_cov * scale
+        return trace
+
+    def _gram_spectrum(self) -> np.ndarray:
+        """Cleaned descending eigenvalues of the un-centred Gram (scaled units), cached."""
+        if "gram" not in self._spectra_cache:
+            self._checked_trace()
+            gram, _ = self._scaled_matrices(copy_scatter=False)
+            self._spectra_cache["gram"] = (_clean(_eigvalsh(gram)),)
+        return self._spectra_cache["gram"][0]
+
+    def _cov_spectra(self) -> tuple[np.ndarray, np.ndarray]:
+        """(covariance spectrum, covariance spectrum for the alpha fit), scaled units, cached."""
+        if "cov" not in self._spectra_cache:
+            quantisation = QUANTISATION_FACTOR * self._unit_roundoff**2 * self._checked_trace()
+            cov = _clean(_eigvalsh(self._m2))  # type: ignore[arg-type]
+            alpha_cov = clean_spectrum(cov, quantisation) if quantisation > 0.0 else cov
+            scale = 1.0 / (self._n - 1)
+            self._spectra_cache["cov"] = (cov * scale, alpha_cov * scale)
+        cov, alpha_cov = self._spectra_cache["cov"]
+        return cov, alpha_cov
 
     def spectra(self) -> tuple[np.ndarray, np.ndarray]:
         """Cleaned descending eigenvalues of the un-centred Gram and of the centred covariance (input units;
@@ -265,6 +291,14 @@ class SpectralAccumulator:
         """All spectral metrics (keys: ``SPECTRAL_KEYS``) of the rows seen so far."""
         g, cov, alpha_cov = self._scaled_spectra()
         return metrics_from_spectra(g, cov, self._n, window, alpha_cov)
+
+
+def _max_abs(x: torch.Tensor) -> float:
+    """max |x| in one pass without an |x| copy (NaN if x holds a NaN, inf if it holds an inf)."""
+    lo, hi = (float(v) for v in torch.aminmax(x))
+    if math.isnan(lo) or math.isnan(hi):
+        return math.nan
+    return max(-lo, hi)
 
 
 def _clean(eigenvalues: np.ndarray) -> np.ndarray:

@@ -37,7 +37,6 @@ from scipy import stats
 
 from sweep.config.schema import SelectionConfig
 from sweep.selection.savings import random_curves, readouts_to_reach, stack_curves
-from sweep.selection.surrogate import KNOWN_METRICS, NOT_METRICS, label_free_metrics
 from sweep.selection.policies import (
     POLICIES,
     Policy,

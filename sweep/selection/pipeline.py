@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import pandas as pd
 
@@ -24,6 +24,9 @@ from sweep.selection.readouts import (
     readout_path,
     readout_problem,
 )
+
+if TYPE_CHECKING:
+    from sweep.selection.answer import Objective
 
 JOBS_ENV = "SWEEP_READOUT_JOBS"  # read by sweep.readout._threads (not imported here: it pulls in torch)
 PROBLEM_COLUMNS = ["trial", "kind", "file", "reason"]  # kind: missing | unreadable | mismatched | failed
@@ -231,12 +234,37 @@ def select(
     return run_policies(trials, readout, order, settings=cfg)
 
 
+def study_objective(storage: str, study_name: str, trials: pd.DataFrame) -> Objective:
+    """The study's label-free objective(s) (:class:`sweep.selection.answer.Objective`): the labels the sweeper
+    recorded, read from the metric column of that name when the table has one, else ``objective_<i>``."""
+    from sweep.selection.answer import Objective
+    from sweep.study.results import load_study
+
+    study = load_study(storage, study_name)
+    n = len(study.directions)
+    labels = list(study.user_attrs.get("objectives") or [f"objective_{i}" for i in range(n)])[:n]
+    columns = tuple(label if label in trials.columns else f"objective_{i}" for i, label in enumerate(labels))
+    maximize = tuple(d.name == "MAXIMIZE" for d in study.directions)
+    return Objective(tuple(labels), columns, maximize)
+
+
+def best_command(storage: str, study_name: str, sweep_dir: str | Path) -> str:
+    """The ``sweep best`` line that writes the recommended config for ``sweep train``."""
+    import shlex
+
+    return "sweep best " + shlex.join(["--storage", storage, "--study", study_name, "--sweep-dir",
+                                       str(sweep_dir)])
+
+
 def select_and_report(storage: str, study_name: str, sweep_dir: str | Path, launcher: str = "local",
                       out: Optional[Path] = None, max_parallel: Optional[int] = None) -> Path:
     """A stored study -> readouts of every completed trial (the oracle needs them all; each policy reports how
-    many it used) run through ``launcher`` -> the comparison report (``sweep select`` and the demo)."""
+    many it used) run through ``launcher`` -> the comparison report (``sweep select`` and the demo), then the
+    answer on stdout first (which config, how far to trust it), each policy's choice after it."""
+    import shlex
+
     from sweep.launch import make_executor
-    from sweep.selection.report import build_report, policy_table
+    from sweep.selection.report import build_report
     from sweep.selection.risk import load_risks
     from sweep.study.results import trials_dataframe
 
@@ -245,11 +273,40 @@ def select_and_report(storage: str, study_name: str, sweep_dir: str | Path, laun
     executor = make_executor({"kind": launcher}, sweep_dir / ".readout_jobs")
     readouts = run_readouts(trials, sweep_dir, executor, ReadoutConfig(), max_parallel=max_parallel)
     cfg = SelectionConfig()
-    print_policy_summary(policy_table(trials, readouts, cfg))
     risk = load_risks(sweep_dir)  # only what `sweep risk` stored: selection never computes it
-    return build_report(trials, readouts, out or sweep_dir / "report", cfg,
-                        title=f"Label-free selection: study {study_name!r}", risk=risk if len(risk) else None,
-                        readout_problems=readouts.attrs.get("readout_problems"))
+    report = build_report(trials, readouts, out or sweep_dir / "report", cfg,
+                          title=f"Label-free selection: study {study_name!r}", risk=risk if len(risk) else None,
+                          readout_problems=readouts.attrs.get("readout_problems"),
+                          objective=study_objective(storage, study_name, trials))
+    command = best_command(storage, study_name, sweep_dir)
+    if out is not None:  # a report elsewhere than <sweep-dir>/report: `sweep best` reads that folder
+        command = f"sweep best {shlex.quote(str(report.parent))}"
+    print_answer(report.parent / "tables", command)
+    policies = pd.read_csv(report.parent / "tables" / "policies.csv")
+    print_policy_summary(policies)
+    _log_to_tracker(policies, storage, study_name, report.parent)
+    return report
+
+
+def _log_to_tracker(policies: pd.DataFrame, storage: str, study_name: str, report_dir: Path) -> None:
+    """The policy table beside the trials in the tracker the sweep logged to (study user attr ``tracking``);
+    nothing when the sweep tracked nothing. ``log_selection`` never raises: a tracker is never the reason a
+    selection fails."""
+    from sweep.integrations.trackers import TRACKING_ATTR, log_selection
+    from sweep.study.results import load_study
+
+    settings = load_study(storage, study_name).user_attrs.get(TRACKING_ATTR)
+    if settings:
+        where = log_selection(policies, settings, study_name=study_name, report_dir=report_dir)
+        if where:
+            print("selection logged: " + ", ".join(f"{k} {v}" for k, v in where.items()), flush=True)
+
+
+def print_answer(tables: Path, command: str = "") -> None:
+    """The report's answer block on stdout (from ``tables/answer.json``), with the command that retrains it."""
+    from sweep.selection.answer import answer_lines, read_answer
+
+    print("\n".join(answer_lines(read_answer(Path(tables) / "answer.json"), command)), flush=True)
 
 
 def print_policy_summary(policies: pd.DataFrame) -> None:

@@ -25,9 +25,12 @@ from omegaconf import OmegaConf
 from sweep.config.schema import ReadoutConfig, RiskConfig
 from sweep.jsonio import write_json_atomic
 from sweep.train.reference import (
+    REFERENCE_FILE,
     check_labels,
     load_reference,
+    missing_trainer_config,
     reference_dir,
+    reference_done,
     reference_job,
 )
 from sweep.selection.pipeline import record_path_of
@@ -183,16 +186,20 @@ def load_risks(sweep_dir: str | Path) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- a sweep
 def trial_config(row: pd.Series) -> dict[str, Any]:
-    """The trial's resolved config: ``<run_dir>/config.yaml``, else the ``config`` of its result record."""
+    """The trial's resolved config: ``<run_dir>/config.yaml`` (sweep train's), else the ``config`` of its
+    result record, else the ``.hydra/config.yaml`` Hydra writes for any app (a bring-your-own trainer's)."""
     run_dir = row.get("run_dir")
     if isinstance(run_dir, str) and (Path(run_dir) / "config.yaml").is_file():
         config = OmegaConf.load(Path(run_dir) / "config.yaml")
         return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
     record = json.loads(record_path_of(row).read_text())
-    if not record.get("config"):
-        raise RiskJobError(f"trial {row.get('trial')}: no config.yaml in run_dir and no 'config' in "
-                           "its record")
-    return dict(record["config"])
+    if record.get("config"):
+        return dict(record["config"])
+    hydra_config = Path(str(run_dir or record_path_of(row).parent)) / ".hydra" / "config.yaml"
+    if hydra_config.is_file():
+        return OmegaConf.to_container(OmegaConf.load(hydra_config), resolve=False)  # type: ignore[return-value]
+    raise RiskJobError("no config.yaml in its run dir, no 'config' in its record and no .hydra/config.yaml: "
+                       "the supervised reference is built from the trial's data and backbone configs")
 
 
 @dataclass(frozen=True)
@@ -216,19 +223,22 @@ def plan_references(trials: pd.DataFrame, sweep_dir: str | Path, trial_ids: Opti
     for _, row in rows.iterrows():
         try:
             config = trial_config(row)
+            why_not = missing_trainer_config(config)
+            if why_not is not None:
+                raise RiskJobError(why_not)
             folder = str(reference_dir(references_root(sweep_dir), config, epochs, risk_cfg))
         except Exception as exc:  # noqa: BLE001 - reported per trial, the others go on
-            errors[int(row["trial"])] = f"{type(exc).__name__}: {exc}"
+            errors[int(row["trial"])] = str(exc) if isinstance(exc, RiskJobError) else f"{type(exc).__name__}: {exc}"
             continue
         trial_refs[int(row["trial"])] = folder
         references.setdefault(folder, config)
     return RiskPlan(trial_refs, references, errors)
 
 
-def _run_jobs(executor: Any, fn: Any, args: list[tuple[Any, ...]], many: Any,
-              max_parallel: Optional[int]) -> None:
+def _run_jobs(executor: Any, fn: Any, args: list[tuple[Any, ...]], many: Any, max_parallel: Optional[int],
+              outputs: Sequence[Path], desc: str) -> None:
     """Every ``fn(*a)`` through the executor: k long-lived jobs with ``max_parallel=k``, else one job each
-    (one job array on SLURM)."""
+    (one job array on SLURM); a bar counts the ``outputs`` written since the start (a job may do several)."""
     if not args:
         return
     if max_parallel:
@@ -236,28 +246,76 @@ def _run_jobs(executor: Any, fn: Any, args: list[tuple[Any, ...]], many: Any,
         jobs = [executor.submit(many, args[i::width]) for i in range(width)]
     else:
         jobs = executor.map_array(fn, *zip(*args))
+    _wait_counting(jobs, outputs, desc)
     for job in jobs:
         job.result()
+
+
+def _wait_counting(jobs: Sequence[Any], outputs: Sequence[Path], desc: str, poll_s: float = 0.5) -> None:
+    """A progress bar (sweep.progress_bar: a terminal only) of the output files rewritten since the start."""
+    from sweep.progress_bar import progress
+
+    bar = progress(total=len(outputs), desc=desc, unit="job")
+    if bar.disable:
+        return
+    start = time.time() - 1.0
+
+    def written() -> int:
+        return sum(1 for p in outputs if p.is_file() and p.stat().st_mtime >= start)
+
+    try:
+        while not all(getattr(job, "done", lambda: True)() for job in jobs):
+            bar.update(written() - bar.n)
+            time.sleep(poll_s)
+        bar.update(written() - bar.n)
+    finally:
+        bar.close()
 
 
 def _references_many(jobs: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
     return [reference_job(*arguments) for arguments in jobs]
 
 
+def _pending_references(plan: RiskPlan, epochs: Optional[int], risk_cfg: Optional[RiskConfig]
+                        ) -> list[tuple[dict[str, Any], str]]:
+    """(config, folder) of the references not yet trained: a rerun trains none twice."""
+    return [(config, folder) for folder, config in plan.references.items()
+            if not reference_done(config, folder, epochs, risk_cfg)]
+
+
+def _pending_trials(plan: RiskPlan, rows: pd.DataFrame, sweep_dir: str | Path, l2: Optional[float]
+                    ) -> tuple[list[tuple[Any, ...]], int]:
+    """Risk-job arguments of the trials without a reusable record, and how many were reused."""
+    args, reused = [], 0
+    for t, folder in sorted(plan.trial_refs.items()):
+        record_path, out = record_path_of(rows.loc[t]), risk_path(sweep_dir, t)
+        if _reusable(load_readout(out), folder, record_path, l2):
+            reused += 1
+            continue
+        args.append((t, str(record_path), folder, str(out), l2))
+    return args, reused
+
+
 def run_risk(trials: pd.DataFrame, sweep_dir: str | Path, executor: Any,
              trial_ids: Optional[Sequence[int]] = None, reference_epochs: Optional[int] = None,
              l2: Optional[float] = None, risk_cfg: Optional[RiskConfig] = None,
              max_parallel: Optional[int] = None) -> pd.DataFrame:
-    """Train the needed references (once each), then decompose every planned trial; returns the table of
-    this run's trials (one row each, TABLE_COLUMNS first). Completed references and records are reused."""
+    """Train the references not yet trained, then decompose the trials without a completed record; returns
+    the table of this run's trials (one row each, TABLE_COLUMNS first). Says what it does before each step."""
     plan = plan_references(trials, sweep_dir, trial_ids, reference_epochs, risk_cfg)
     risk = dataclasses.asdict(risk_cfg) if risk_cfg is not None else None
-    ref_args = [(config, folder, reference_epochs, risk) for folder, config in plan.references.items()]
-    _run_jobs(executor, reference_job, ref_args, _references_many, max_parallel)
+    refs = _pending_references(plan, reference_epochs, risk_cfg)
+    if refs:
+        print(f"[risk] training {len(refs)} supervised reference(s) under {references_root(sweep_dir)} "
+              f"({len(plan.references) - len(refs)} reused)", flush=True)
+    _run_jobs(executor, reference_job, [(c, f, reference_epochs, risk) for c, f in refs], _references_many,
+              max_parallel, [Path(f) / REFERENCE_FILE for _, f in refs], "references")
     rows = usable_trials(trials).set_index("trial", drop=False)
-    args = [(t, str(record_path_of(rows.loc[t])), folder, str(risk_path(sweep_dir, t)), l2)
-            for t, folder in sorted(plan.trial_refs.items())]
-    _run_jobs(executor, risk_job, args, risk_many, max_parallel)
+    args, reused = _pending_trials(plan, rows, sweep_dir, l2)
+    if plan.trial_refs:
+        print(f"[risk] decomposing {len(args)} trial(s) into {risk_dir(sweep_dir)} ({reused} already done, "
+              "reused)", flush=True)
+    _run_jobs(executor, risk_job, args, risk_many, max_parallel, [Path(a[3]) for a in args], "risk")
     for trial, error in plan.errors.items():
         failed = RiskRecord(trial=trial, status="failed", error=error)
         write_json_atomic(risk_path(sweep_dir, trial), asdict(failed))

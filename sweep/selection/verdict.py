@@ -37,7 +37,6 @@ from sweep.selection.savings import (
     RandomCurves,
     choice_probabilities,
     random_curves,
-    readouts_to_reach,
     savings_statistics,
     stack_curves,
 )

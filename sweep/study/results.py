@@ -78,3 +78,29 @@ def progress_line(storage: str | BaseStorage | None, study_name: str) -> str:
     n_obj = len(study.directions)
     labels = study.user_attrs.get("objectives") or [f"objective_{i}" for i in range(n_obj)]
     return _progress_line(study.get_trials(deepcopy=False), study.directions, labels, study.user_attrs.get("n_trials"))
+
+
+STATE_COLUMNS = ("complete", "running", "waiting", "fail", "pruned")
+
+
+def study_counts(storage: str | BaseStorage | None) -> pd.DataFrame:
+    """One row per study of a storage: trial counts by state (``requeued``: failed for a reason outside the
+    trial and run again under a new number, so not in ``fail``), the target n_trials and the sweep dir.
+    Read-only: a missing storage file raises ``StudyNotFoundError`` and nothing is created."""
+    from sweep.study.resume import is_counted
+
+    opened = as_storage(storage, create=False)
+    rows = []
+    for summary in opened.get_all_studies():
+        trials = opened.get_all_trials(summary._study_id, deepcopy=False)
+        counted = [t for t in trials if is_counted(t)]
+        row: dict[str, Any] = {"study": summary.study_name, "trials": len(counted)}
+        row.update({state: sum(t.state.name.lower() == state for t in counted) for state in STATE_COLUMNS})
+        row["requeued"] = len(trials) - len(counted)
+        row["n_trials"] = summary.user_attrs.get("n_trials")
+        row["sweep_dir"] = summary.user_attrs.get("sweep_dir")
+        rows.append(row)
+    columns = ["study", "trials", *STATE_COLUMNS, "requeued", "n_trials", "sweep_dir"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["n_trials"] = frame["n_trials"].astype("Int64")  # absent for studies no driver ran: <NA>, not 8.0
+    return frame.sort_values("study", kind="stable").reset_index(drop=True)

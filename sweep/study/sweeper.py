@@ -170,6 +170,18 @@ class AskTellSweeper:
 
     # ------------------------------------------------------------------ the sweep
     def sweep(self, arguments: Sequence[str]) -> optuna.Study:
+        """The whole driver run; Ctrl-C anywhere ends it with one line and exit 130 (no traceback)."""
+        try:
+            study = self._sweep(arguments)
+        except KeyboardInterrupt:  # outside the trial loop (it turns Ctrl-C into DriverStopped itself)
+            _ignore_further_stops()
+            log.warning("[sweep] interrupted (SIGINT) before or after the trials ran; no trial is left RUNNING: "
+                        "rerun the same command to resume")
+            raise DriverStopped(EXIT_INTERRUPTED) from None
+        check_some_completed(study)
+        return study
+
+    def _sweep(self, arguments: Sequence[str]) -> optuna.Study:
         assert self.config is not None, "sweeper used before setup()"
         fixed, space, objectives = self.prepare(arguments)
         sweep_dir = _secure_sweep_dir(Path(str(self.config.hydra.sweep.dir)).absolute())  # before anything lands
@@ -188,7 +200,8 @@ class AskTellSweeper:
             self._write_sweep_info(sweep_dir, storage_url, study.study_name)
             study.set_user_attr("sweep_dir", str(sweep_dir))  # `sweep progress/results` print the select command
             adopted = self.recover_lost(study)
-            announce_start(study.study_name, storage_url, sweep_dir, n_trials, self.settings.n_jobs)
+            self.settings.n_jobs, why = in_flight(self.settings.n_jobs, self.config)
+            announce_start(study.study_name, storage_url, sweep_dir, n_trials, self.settings.n_jobs, why)
             loop = _Loop(self, study, storage_url, space, objectives, fixed, n_trials, heartbeat, adopted)
             loop.run()
         finally:
@@ -305,6 +318,9 @@ class _Loop:
         self.first_result_checked = bool(self.finished) or runs_train_job(sweeper.task_function)
         self.halted: Optional[str] = None  # why no more trials are submitted in this run (not their fault)
         self.not_run = 0  # trials requeued in this run for a reason outside them
+        from sweep.integrations.trackers import StudyTracking  # here: sweep.integrations imports torch
+
+        self.tracking = StudyTracking.for_sweep(sweeper.config, study, SweepConfigError)  # tracking.*, checked now
 
     def run(self) -> None:
         if self.budget <= 0 and not self.running:
@@ -328,11 +344,15 @@ class _Loop:
             self.running.clear()  # its jobs belong to the driver that took over
             raise
         except BaseException as err:
-            if isinstance(err, (DriverStopped, KeyboardInterrupt)):
-                log.warning("[sweep] driver stopping (%s): cancelling %d running trial(s)",
-                            _stop_name(err), len(self.running))
-            self._requeue_running()
-            raise
+            if not isinstance(err, (DriverStopped, KeyboardInterrupt)):
+                self._requeue_running()
+                raise
+            _ignore_further_stops()  # a second Ctrl-C must not cut the cancel-and-requeue short
+            n_running = len(self.running)
+            moved = self._requeue_running()
+            log.warning("[sweep] driver stopping (%s): cancelling %d running trial(s)%s; no trial is left "
+                        "RUNNING: rerun the same command to resume", _stop_name(err), n_running, _moved_text(moved))
+            raise DriverStopped(_stop_code(err)) from None
         finally:
             self.bar.close()
             _restore_handlers(previous)
@@ -398,7 +418,10 @@ class _Loop:
                 self.running[trial.number] = _Running(trial, handle, params)
 
     def _resume_overrides(self, trial: Trial) -> list[str]:
-        """A requeued trial reuses its lost predecessor's run dir, so the train job resumes from its checkpoint."""
+        """A requeued trial resumes from its lost predecessor's checkpoint. With the default numbering
+        (``<sweep dir>/<trial number>``) the predecessor's folder is renamed to the new number, so trial 10
+        lives in ``10/``; otherwise (a custom ``hydra.sweep.subdir``, or a writer still in that folder) the
+        trial runs in the predecessor's folder, whose writer lock keeps the two apart."""
         source = trial.user_attrs.get("requeued_from")
         sweep_dir = getattr(self.launcher, "sweep_dir", None) or getattr(getattr(self.launcher, "impl", None),
                                                                           "sweep_dir", None)
@@ -408,6 +431,8 @@ class _Loop:
         if not old_dir or Path(old_dir).parent != Path(sweep_dir):
             return []
         trial.set_user_attr("resumed_run_dir", old_dir)
+        if Path(old_dir).name == str(source) and move_run_dir(Path(old_dir), Path(sweep_dir) / str(trial.number)):
+            return []  # the default subdir (the trial number) now holds the predecessor's files
         return [f"hydra.sweep.subdir={format_override_value(Path(old_dir).name)}"]
 
     def _ask(self) -> Optional[tuple[Trial, dict[str, Any]]]:
@@ -470,6 +495,7 @@ class _Loop:
             return
         if state == TrialState.COMPLETE:
             self.finished[resume.params_key(run.params)] = self.study._storage.get_trial(run.trial._trial_id)
+        self.tracking.trial_finished(self.study, run.trial.number, outcome.record)  # params + objectives, if on
         detail = "" if state == TrialState.COMPLETE else f" ({outcome.failure_reason})"
         log.info("[sweep] trial %d %s%s", run.trial.number, state.name, detail)
         line = progress_line(self.study.get_trials(deepcopy=False), self.study.directions, self.labels,
@@ -552,16 +578,21 @@ class _Loop:
             self.study.tell(run.trial, state=TrialState.FAIL)
         self.running.clear()
 
-    def _requeue_running(self) -> None:
-        """The driver stops with trials in flight (Ctrl-C, error): cancel them and requeue their params."""
-        for num, run in list(self.running.items()):
+    def _requeue_running(self) -> list[tuple[int, int]]:
+        """The driver stops with trials in flight (Ctrl-C, error): cancel them all first (their jobs stop
+        together), then requeue their params; returns (old, new) trial numbers."""
+        for run in self.running.values():
             if run.handle is not None:
                 run.handle.cancel()
+        moved = []
+        for num, run in list(self.running.items()):
             frozen = self.study._storage.get_trial(run.trial._trial_id)
             if frozen.state == TrialState.RUNNING:
                 new = resume.requeue(self.study, frozen)
-                log.warning("[sweep] driver stopping: trial %d requeued as trial %d", num, new)
+                log.debug("[sweep] driver stopping: trial %d requeued as trial %d", num, new)
+                moved.append((num, new))
         self.running.clear()
+        return moved
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -687,10 +718,39 @@ def default_study_name(config: DictConfig) -> str:
     return job if job and job not in GENERIC_JOB_NAMES else "sweep"
 
 
-def announce_start(study_name: str, storage_url: str, sweep_dir: Path, n_trials: int, n_jobs: int) -> None:
+def check_some_completed(study: optuna.Study) -> None:
+    """A study without one completed trial has nothing to select from: the driver exits non-zero, naming the
+    last failures, instead of 0 (``SweepAbortedError`` -> exit 1 through the plugin's one-line exit)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if resume.is_counted(t)]
+    if not trials or any(t.state == TrialState.COMPLETE for t in trials):
+        return
+    ended = [t for t in trials if t.state in (TrialState.FAIL, TrialState.PRUNED)]
+    reasons = "; ".join(f"#{t.number}: {t.user_attrs.get(resume.FAILURE_REASON) or t.state.name.lower()}"
+                        for t in ended[-3:])
+    raise SweepAbortedError(f"no trial completed ({len(ended)} of {len(trials)} ended failed or pruned); last: "
+                            f"{reasons or 'none finished'}")
+
+
+def in_flight(n_jobs: int, config: DictConfig) -> tuple[int, str]:
+    """Trials kept in flight, and why when a launcher's ``array_parallelism`` says otherwise: n_jobs left at its
+    default (1, not given) takes the array's parallelism, since a user who set ``array_parallelism=16`` means
+    16 at once; a given n_jobs below it wins, and the start line says that it limits the array."""
+    parallelism = OmegaConf.select(config, "hydra.launcher.array_parallelism", default=None)
+    if not isinstance(parallelism, int) or parallelism <= n_jobs:
+        return n_jobs, ""
+    overrides = OmegaConf.select(config, "hydra.overrides.hydra", default=None) or []
+    given = n_jobs != 1 or any(str(o).lstrip("+~").startswith("hydra.sweeper.n_jobs=") for o in overrides)
+    if given:
+        return n_jobs, (f"; hydra.sweeper.n_jobs={n_jobs} limits hydra.launcher.array_parallelism={parallelism}: "
+                        "raise n_jobs for more")
+    return parallelism, f" (hydra.launcher.array_parallelism={parallelism}; hydra.sweeper.n_jobs caps it)"
+
+
+def announce_start(study_name: str, storage_url: str, sweep_dir: Path, n_trials: int, n_jobs: int,
+                   why: str = "") -> None:
     """Where the sweep's study and runs are, before the first trial (what every follow-up command needs)."""
     print(f"[sweep] study {study_name!r} in {mask_url(storage_url)}\n"
-          f"[sweep] runs in {sweep_dir} | {n_trials} trials, {n_jobs} at a time "
+          f"[sweep] runs in {sweep_dir} | {n_trials} trials, {n_jobs} at a time{why} "
           "(rerun the same command to resume)", flush=True)
 
 
@@ -710,6 +770,52 @@ def announce_end(study: optuna.Study, storage_url: str, sweep_dir: Path, exporte
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130, what a shell reports for Ctrl-C
+
+
+def move_run_dir(old: Path, new: Path) -> bool:
+    """Rename a requeued trial's folder to its new trial number (its checkpoint goes with it); False, and
+    nothing moved, when the new folder exists or another writer still holds the old one's lock."""
+    from sweep.launch.trial import RunDirBusyError, RunDirLock
+
+    if new.exists():
+        return False
+    if not old.is_dir():
+        return True  # nothing to resume from: the new trial starts fresh in its own folder
+    try:
+        lock = RunDirLock(old).acquire(wait_s=0)
+    except RunDirBusyError:
+        log.warning("[sweep] %s is still being written: the requeued trial runs there", old)
+        return False
+    try:
+        os.rename(old, new)
+    except OSError as err:
+        log.warning("[sweep] cannot rename %s to %s (%s): the requeued trial runs in %s", old, new, err, old)
+        return False
+    finally:
+        lock.release()
+    log.info("[sweep] resuming %s in %s", old.name, new)
+    return True
+
+
+def _ignore_further_stops() -> None:
+    """After the first stop signal, later ones (a second Ctrl-C) are ignored while the driver cleans up."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (*STOP_SIGNALS, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _stop_code(err: BaseException) -> int:
+    """128 + the signal: 130 for Ctrl-C, 143 for SIGTERM."""
+    if isinstance(err, SystemExit) and isinstance(err.code, int):
+        return err.code
+    return EXIT_INTERRUPTED
+
+
+def _moved_text(moved: Sequence[tuple[int, int]]) -> str:
+    if not moved:
+        return ""
+    return " (requeued as " + ", ".join(f"{old} -> {new}" for old, new in moved) + ")"
 
 
 def _on_stop_signal(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature

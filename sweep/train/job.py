@@ -8,6 +8,7 @@ written and returned. Config errors raise :class:`sweep.config.ConfigError` befo
 from __future__ import annotations
 
 import contextlib
+import importlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ EPOCH_SEED_STRIDE = 1_000_003
 RANK_SEED_STRIDE = 7_919
 FEATURE_SPLITS = ("train", "val", "test")
 PRUNED_PREFIX = "pruned"
+# Experiment trackers (sweep.integrations.trackers) live in a layer above training: the job calls their factory by
+# name, as sweep.reporting does the pruning reporter, and hands the tracker its finished record.
+TRACKER_FACTORY = "sweep.integrations.trackers:open_tracker"
 
 
 # ----------------------------------------------------------------------------- environment
@@ -223,7 +227,8 @@ def save(trial: Trial) -> None:
 
 
 # Fields that may change between an interrupted run and its resumption without changing the result.
-RESUME_NEUTRAL = ("run_dir", "resume", "num_threads", "device", "save_features", "checkpoint_every", "compile")
+RESUME_NEUTRAL = ("run_dir", "resume", "num_threads", "device", "save_features", "checkpoint_every", "compile",
+                  "tracking")
 RESUME_NEUTRAL_DATA = ("num_workers", "cache_dir")  # the same pixels either way
 
 
@@ -461,6 +466,13 @@ def announce_end(record: dict[str, Any], run_dir: Path) -> None:
     print("\n".join(lines), flush=True)
 
 
+def open_tracker(cfg: TrainConfig) -> Any:
+    """The run's experiment tracker (``cfg.tracking``), checked before training: a bad kind, a password in its
+    URI or a missing package fail in seconds, not after the run."""
+    module, _, name = TRACKER_FACTORY.partition(":")
+    return getattr(importlib.import_module(module), name)(cfg.tracking)
+
+
 def _plain_config(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
@@ -470,6 +482,7 @@ def train(cfg: DictConfig, reporter: Optional[Reporter] = None) -> dict[str, Any
     t_start = time.perf_counter()
     validate_train_config(cfg)
     typed: TrainConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    tracker = open_tracker(typed)
     run_dir = Path(typed.run_dir).resolve()
     d, device = init_distributed(typed.distributed, resolve_device(typed.device))
     if d.is_main:
@@ -495,6 +508,7 @@ def train(cfg: DictConfig, reporter: Optional[Reporter] = None) -> dict[str, Any
     )
     record["world_size"] = d.world  # processes (GPUs) that trained this trial together
     if d.is_main:
+        record.update(tracker.log_record(record, run_dir))  # {"tracking": where it was logged}; {} when off
         write_record(record, run_dir)
         announce_end(record, run_dir)
     shutdown_distributed(d)

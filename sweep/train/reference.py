@@ -121,6 +121,26 @@ def _reusable(record: Optional[dict[str, Any]], key: dict[str, Any]) -> bool:
     return len(files) == 2 * len(SPLITS) and all(p.is_file() for p in files)
 
 
+def reference_done(cfg: DictConfig | Mapping[str, Any], out_dir: str | Path, epochs: Optional[int] = None,
+                   risk_cfg: Optional[RiskConfig] = None) -> bool:
+    """Whether ``out_dir`` already holds this config's completed reference: a rerun submits no job for it."""
+    recipe = resolve_recipe(cfg, epochs, risk_cfg)
+    return _reusable(load_reference(out_dir), reference_key(cfg, recipe))
+
+
+def missing_trainer_config(cfg: DictConfig | Mapping[str, Any]) -> Optional[str]:
+    """Why a reference cannot be trained for this trial config, or None: the reference is the trial's
+    backbone trained with labels on the trial's rows, which only a ``sweep train`` config (its ``data`` and
+    ``backbone`` nodes) describes; a bring-your-own trainer's config names neither."""
+    cfg = _as_config(cfg)
+    absent = [key for key in ("data", "backbone") if cfg.get(key) is None]
+    if not absent:
+        return None
+    return (f"its config has no {' / '.join(absent)} node (not a `sweep train` trial): the approximation term "
+            "needs a supervised reference of the trial's own architecture on its own rows, which sweep can train "
+            "only from `sweep train`'s data and backbone configs")
+
+
 # ----------------------------------------------------------------------------- data
 Rows = dict[str, torch.Tensor]
 
@@ -149,7 +169,9 @@ def check_labels(labels: Mapping[str, np.ndarray], features_dir: str | Path) -> 
         theirs = np.load(path)
         if theirs.shape != np.shape(ours) or not np.array_equal(theirs, ours):
             raise ReferenceError(f"{split} rows differ from {path} (shapes {np.shape(ours)} vs "
-                                 f"{theirs.shape}); the reference and the trial need the same data config")
+                                 f"{theirs.shape}): the trial's features are not of the rows its data config "
+                                 "gives `sweep train` (a trainer with its own data pipeline?), so no supervised "
+                                 "reference can be paired with them row for row")
 
 
 # ----------------------------------------------------------------------------- training
