@@ -236,10 +236,7 @@ def test_conditions_plateau_and_best_signal_sections_on_a_known_table() -> None:
     metric with the largest |Spearman| with test accuracy."""
     import pandas as pd
 
-    spec = importlib.util.spec_from_file_location("bench_conditions",
-                                                  Path(__file__).parents[1] / "benchmarks" / "conditions.py")
-    conditions = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conditions)  # type: ignore[union-attr]
+    conditions = _conditions_module()
     acc = np.array([0.80, 0.82, 0.84, 0.86, 0.88, 0.90])
     table = pd.DataFrame({"method": "barlow_twins", "state": "COMPLETE", "config_id": [0, 0, 0, 1, 2, 3],
                           "repeat": [0, 1, 2, 0, 0, 0], "test_accuracy": acc, "test_accuracy_e30": acc - 0.001,
@@ -261,3 +258,27 @@ def test_grid_of_a_method_without_a_pilot_is_skipped_never_guessed(tmp_path: Pat
         testbed.run_grid(args, tmp_path / "root", tmp_path / "runs")
     out = capsys.readouterr().out
     assert "no pilot for simclr: skipped" in out and "--pilot --methods vicreg" in out
+
+
+def _conditions_module():
+    spec = importlib.util.spec_from_file_location("bench_conditions",
+                                                  Path(__file__).parents[1] / "benchmarks" / "conditions.py")
+    conditions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conditions)  # type: ignore[union-attr]
+    return conditions
+
+
+@pytest.mark.slow
+def test_conditions_methods_filter_on_the_stored_converged_table(tmp_path: Path) -> None:
+    """--methods keeps only the named methods (the complete grids); a fixed learning rate has no regime section;
+    a method the table lacks is one line naming the present ones."""
+    conditions = _conditions_module()
+    table = Path(__file__).parents[1] / "benchmarks" / "data" / "converged" / "testbed.parquet"
+    md = tmp_path / "conditions.md"
+    assert conditions.main(["--table", str(table), "--methods", "barlow_twins", "--md", str(md)]) == 0
+    text = md.read_text()
+    assert "methods: barlow_twins (--methods)" in text
+    assert "vicreg" not in text and "simclr" not in text and "barlow_twins" in text
+    assert "Training regime" not in text  # the converged grid fixes lr per method
+    with pytest.raises(SystemExit, match="not in the table; present"):
+        conditions.main(["--table", str(table), "--methods", "mocov2"])
