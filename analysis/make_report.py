@@ -22,7 +22,7 @@ import pandas as pd
 
 from sweep.config.schema import SelectionConfig
 from sweep.selection.pipeline import readout_problems
-from sweep.selection.readouts import load_readouts
+from sweep.selection.readout_jobs import load_readouts
 from sweep.selection.report import build_report, policy_summary
 
 

@@ -12,16 +12,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
-def interleaved_times(contenders: dict[str, Callable[[], Any]], repeats: int
+def interleaved_times(contenders: dict[str, Callable[[], Any]], repeats: int,
+                      clock: Callable[[], float] = time.perf_counter,
                       ) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    """({name: wall time of each round}, {name: output of the last round}) over ``repeats`` rounds."""
+    """({name: time of each round}, {name: output of the last round}) over ``repeats`` rounds; ``clock``:
+    wall time by default, or ``time.thread_time`` for single-threaded contenders (CPU time of the calling
+    thread, which excludes the time other processes held the core: steadier on a loaded machine)."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
     outputs: dict[str, Any] = {}
     for _ in range(repeats):
         for name, fn in contenders.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             outputs[name] = fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return times, outputs
 
 

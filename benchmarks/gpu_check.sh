@@ -173,7 +173,7 @@ else
                 --batch-size 32 --steps 2 --repeats 1)
     SWEEP_ARGS=(device=cpu epochs=1)
 fi
-GPU_TESTS=(tests/test_metrics.py tests/test_readout.py tests/test_augment.py tests/test_train_gpu.py)
+GPU_TESTS=(tests/metrics/test_metrics.py tests/readout/test_readout.py tests/ssl/test_augment.py tests/train/test_train_gpu.py)
 
 ROWS=()
 step() {  # step NAME LIMIT_S DETAIL_CMD -- COMMAND...: run COMMAND under a time limit, log it, add a table row

@@ -1,6 +1,6 @@
 """Label-free metric suite vs one float32 X^T X GEMM vs reptrix 0.1.0, side by side in one process.
 
-    python benchmarks/metrics.py [--quick] [--threads T] [--repeats R]
+    python benchmarks/metrics.py [--quick] [--threads T] [--repeats R] [--clock auto|wall|cpu]
 
 Exactness first: every spectral metric of ``spectral_suite`` (RankMe, stable rank, alpha, participation ratio,
 NESum, Gaussian entropy) on float32 inputs with steep covariance spectra (power law k^-a, a = 2.5 and 3, at
@@ -16,19 +16,37 @@ float64 X^T X pass and the two D x D eigenvalue problems: un-centred Gram and ce
 is ``spectral_suite`` (the same plus the Gaussian entropy from the same eigenvalues), ``stream`` the
 ``SpectralAccumulator`` fed in 4096-row batches, and ``rows`` the row metrics (``row_suite``: k-means
 silhouette and AMI over 3 seeds with k = 10, TwoNN, cluster learnability) on their 2048-row subsample. Ratios
-are per round, reported as median [min-max] over the rounds. Targets (issue 21): suite <= 3x the GEMM at
+are per round, reported as median [min-max] over the rounds; with one thread the clock is the calling thread's
+CPU time (every single-threaded BLAS / LAPACK call runs there), so time other processes hold the shared core
+does not count (``--clock wall`` for wall time). Targets (issue 21): suite <= 3x the GEMM at
 N=4096, D=2048 and <= 1.5x at N=65536, D=2048; >= 10x faster than reptrix (``get_rankme`` + ``get_alpha``: two
 full SVDs of the centred matrix) at N=65536, D=2048. Every contender runs with the same thread count (set
 before numpy / torch load their BLAS).
 
-Where the time goes (one core): the exact float64 X^T X costs about one float32 GEMM (syrk: half the flops at
-half the rate), and each of the two D x D eigenvalue problems (LAPACK syevd through torch's MKL, the fastest
-here) about 1.4-1.8 GEMMs at N = 4096, D = 2048, so the spectral suite sits near 4x there; at N = 65536 the
-eigenvalue problems are ~0.1x each and the product dominates. The two problems (un-centred Gram for RankMe and
-stable rank, centred covariance for the rest) differ by the rank-one n mu mu^T; getting both from one
-decomposition needs the eigenvectors (syevd with vectors: ~3.7x an eigenvalue-only solve) or one tridiagonal
-reduction of the bordered matrix [[0, mu^T], [mu, M2]] (LAPACK sytrd, which torch's MKL does not export and
-scipy's OpenBLAS runs 2-4x slower than MKL's syevd).
+Where the time goes (one core, thread CPU time, ratios to the float32 GEMM: 0.22 s at N = 4096, D = 2048; 3.6 s
+at N = 65536). The exact float64 sums cost 1.3-1.4x the GEMM: BLAS dsyrk adding each 4096-row chunk's scatter in
+place into the D x D sums, 1.0-1.17x (half the GEMM's flops at half its rate, OpenBLAS' dsyrk against MKL's
+sgemm); the fused convert-and-centre pass 0.07x; the float64 column mean of the float32 rows 0.03x; the max-abs
+pass 0.02x; the Chan merge (one rank-one update per chunk) 0.02x. (Before: 1.5-1.6x, from numpy's ``a.T @ a``
+allocating and symmetrising a D x D result per chunk, adding it to the sums, and a separate scaling pass.)
+Chunks of 8192 or 16384 rows measured no faster. The two D x D eigenvalue problems take 0.33-0.36 s each with
+LAPACK syevd through torch's MKL, the fastest here (scipy / numpy through OpenBLAS: 0.68 s each with the evd,
+evr or ev driver): 3.0-3.3x the GEMM at N = 4096, D = 2048, 0.21x at N = 65536. So the 3x target at
+N = 4096, D = 2048 is below the floor of the two eigenvalue problems alone (suite 4.6x, NOT MET), and at
+N = 65536, D = 2048 the suite sits on its floor of ~1.5x (1.51-1.56x measured).
+
+The two problems (un-centred Gram for RankMe and stable rank, centred covariance for the rest) differ by the
+rank-one n mu mu^T. Reflecting mu onto e1 (one Householder similarity, O(D^2)) and one tridiagonal reduction
+that keeps e1 fixed would give both spectra (the two tridiagonals differ only in T[0, 0]; dsterf then costs
+0.025 s each), but no fast reduction is reachable: torch's MKL exports syevd, not sytrd (its internal
+``mkl_lapack_dsytrd`` symbol, called with LAPACK's arguments, returned a wrong tridiagonal: no public ABI), and
+the matrix syevd(jobz = 'N') leaves behind does not hold the tridiagonal (dsterf of its diagonals is off by 3e-5
+relative; MKL apparently reduces through a band form); OpenBLAS' blocked dsytrd takes 0.62 s, as long as the two
+MKL solves together. Eigenvectors (for the secular equation of the rank-one update) cost ~3.7x an
+eigenvalue-only solve. A two-stage reduction (dense to band with GEMMs, then band to eigenvalues) would need the
+band step twice: LAPACK's banded solver (dsbev, eigenvalues only) alone takes 0.10 s (bandwidth 8) to 0.34 s
+(64) per spectrum at D = 2048. The row metrics (their 2048-row subsample; no target) measured 2.4 s at N = 4096
+and 3.9 s at N = 65536 (D = 2048): ~11x and ~1.1x the GEMM.
 """
 from __future__ import annotations
 
@@ -44,6 +62,9 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="only N=4096 with D in {512, 2048}")
     p.add_argument("--threads", type=int, default=1, help="BLAS / torch threads for every contender")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (median and spread are reported)")
+    p.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
+                   help="cpu: CPU time of the calling thread (single-threaded BLAS runs there; time other "
+                        "processes held the core does not count); auto: cpu with --threads 1, else wall")
     p.add_argument("--reptrix-repeat-limit", type=float, default=20.0,
                    help="seconds: reptrix runs once when its first run takes longer than this")
     return p.parse_args()
@@ -59,7 +80,6 @@ import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 from _ratios import fmt_spread, interleaved_times, round_ratios  # noqa: E402  (benchmarks/ is on sys.path)
-from _timing import interleaved_best  # noqa: E402
 import torch  # noqa: E402
 
 from sweep.metrics import (  # noqa: E402
@@ -73,6 +93,8 @@ from sweep.metrics import (  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
 BATCH = 4096
+CPU_CLOCK = ARGS.clock == "cpu" or (ARGS.clock == "auto" and ARGS.threads == 1)
+CLOCK = time.thread_time if CPU_CLOCK else time.perf_counter
 
 
 def make_features(n: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -107,19 +129,19 @@ def run_size(n: int, d: int, with_reptrix: bool) -> dict[str, object]:
         "stream": lambda: streaming(x),
         "rows": lambda: row_suite(x),
     }
-    times, out = interleaved_times(contenders, ARGS.repeats)
+    times, out = interleaved_times(contenders, ARGS.repeats, CLOCK)
     row: dict[str, object] = {"N": n, "D": d, "times": times}
     full, stream = out["spectral"], out["stream"]
     assert isinstance(full, dict) and isinstance(stream, dict)
     a, b = [full[k] for k in full], [stream[k] for k in full]
     assert np.allclose(a, b, rtol=1e-6, atol=0.0, equal_nan=True), (full, stream)
     if with_reptrix:
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         _, r_alpha = reptrix_suite(x)
-        rep = time.perf_counter() - t0
+        rep = CLOCK() - t0
         if rep < ARGS.reptrix_repeat_limit and ARGS.repeats > 1:
-            again = interleaved_best({"reptrix": lambda: reptrix_suite(x)}, ARGS.repeats - 1)
-            rep = min(rep, again["reptrix"][0])
+            again, _ = interleaved_times({"reptrix": lambda: reptrix_suite(x)}, ARGS.repeats - 1, CLOCK)
+            rep = min(rep, *again["reptrix"])
         row["reptrix"] = rep
         # Same fit on the same window (reptrix default: 0-based 10..99 = ranks 11..100): must agree.
         row["alpha_diff"] = abs(alpha_req(x, (11, 100)).alpha - r_alpha)
@@ -197,8 +219,9 @@ def main() -> int:
     sizes = [(4096, 512), (4096, 2048)]
     if not ARGS.quick:
         sizes += [(65536, 512), (65536, 2048)]
+    clock = "thread CPU time" if CPU_CLOCK else "wall time"
     print(f"threads={ARGS.threads} repeats={ARGS.repeats} torch={torch.__version__} numpy={np.__version__}; "
-          "seconds: median of the rounds; ratios: median [min-max] of the per-round ratios")
+          f"seconds ({clock}): median of the rounds; ratios: median [min-max] of the per-round ratios")
     head = ["N", "D", "gemm_s", "syrk_s", "spectral_s", "suite_s", "stream_s", "rows_s", "reptrix_s"]
     print(" ".join(f"{c:>10}" for c in head) + "  spectral/gemm       suite/gemm          stream/gemm"
           "         (suite+rows)/gemm   rep/suite alpha_diff")

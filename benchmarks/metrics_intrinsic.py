@@ -69,7 +69,7 @@ def main() -> int:
               f"|ours - reference| = {abs(rows[0][2] - ref):.2e}")
     except ImportError:
         print("scikit-dimension not installed (pip install -e '.[dev]'): no reference comparison")
-    print("next: python -m pytest tests/test_metrics_intrinsic.py -q   (known answers and the oracle)")
+    print("next: python -m pytest tests/metrics/test_metrics_intrinsic.py -q   (known answers and the oracle)")
     return 0 if all(s <= TARGET_S for _, s, _ in rows) else 1
 
 

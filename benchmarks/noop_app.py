@@ -1,7 +1,7 @@
 """A no-op Hydra task for measuring and testing the sweep machinery without training anything.
 
 It returns a result record as ``sweep.train`` does (``status``, ``metrics``) with ``loss = (x - 0.3)**2``,
-so a sweep over ``x`` has a known optimum. Used by benchmarks/overhead.py and tests/test_slurm.py:
+so a sweep over ``x`` has a known optimum. Used by benchmarks/overhead.py and tests/launch/test_slurm.py:
 
     python benchmarks/noop_app.py -m hydra/launcher=sweep_local hydra.sweeper.n_trials=8
 """

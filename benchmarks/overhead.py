@@ -14,8 +14,13 @@ Drivers: ``sweeper`` (our ``hydra/sweeper=sweep_optuna`` on the no-op Hydra app 
 submitit: the floor our sweeper's extra work is compared with). SLURM rows are skipped, with the reason, when
 ``sinfo`` does not answer.
 
-    python benchmarks/overhead.py --trials 16 --parallel 4 [--backends local,slurm]
+    python benchmarks/overhead.py --trials 16[,256] --parallel 4 [--backends local,slurm]
         [--drivers sweeper,submitit] [--typical-trial-s S]
+
+With several ``--trials`` sizes a second table puts the per-trial cost at each size side by side (does it stay
+flat as the study grows: storage size, journal replay, the trial list read per tell?), and a third checks the
+issue-21 targets per backend and size: sweeper latency <= submitit's + LATENCY_MARGIN_S and sweeper wall per
+trial <= WALL_RATIO x submitit's.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ DEFAULT_TYPICAL_TRIAL_S = 15.0
 BACKENDS = ("local", "slurm")
 DRIVERS = ("sweeper", "submitit")
 POLL_S = 0.05
+LATENCY_MARGIN_S, WALL_RATIO = 0.5, 1.2  # issue 21's targets for the sweeper against the submitit floor
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,51 @@ def format_table(results: list[OverheadResult], typical_s: float) -> str:
     return "\n".join(rows)
 
 
+def format_scaling(results: list[OverheadResult]) -> str:
+    """Per-trial cost of each driver/backend at each study size, side by side, and its growth from the
+    smallest size to the largest (1.00x: flat)."""
+    sizes = sorted({r.trials for r in results})
+    head = f"{'driver':<9} {'backend':<7} " + " ".join(f"{f'lat@{n}':>9} {f'wall@{n}':>9}" for n in sizes)
+    head += f" {'lat growth':>10} {'wall growth':>11}"
+    rows = [head, "-" * len(head)]
+    for driver, backend in dict.fromkeys((r.driver, r.backend) for r in results):
+        by_size = {r.trials: r for r in results if (r.driver, r.backend) == (driver, backend)}
+        cells = " ".join(f"{by_size[n].mean_latency_s:>9.3f} {by_size[n].wall_per_trial_s:>9.3f}" if n in by_size
+                         else f"{'-':>9} {'-':>9}" for n in sizes)
+        first, last = by_size[min(by_size)], by_size[max(by_size)]
+        rows.append(f"{driver:<9} {backend:<7} {cells} {last.mean_latency_s / first.mean_latency_s:>9.2f}x "
+                    f"{last.wall_per_trial_s / first.wall_per_trial_s:>10.2f}x")
+    return "\n".join(rows)
+
+
+def target_verdicts(results: list[OverheadResult]) -> list[str]:
+    """One line per backend and size with both drivers: each issue-21 target MET / NOT MET, with the numbers."""
+    lines = []
+    for backend, trials in dict.fromkeys((r.backend, r.trials) for r in results):
+        found = {r.driver: r for r in results if (r.backend, r.trials) == (backend, trials)}
+        ours, floor = found.get("sweeper"), found.get("submitit")
+        if ours is None or floor is None:
+            continue
+        lat_ok = ours.mean_latency_s <= floor.mean_latency_s + LATENCY_MARGIN_S
+        ratio = ours.wall_per_trial_s / floor.wall_per_trial_s
+        lines.append(f"{backend} {trials} trials: latency {ours.mean_latency_s:.3f} s vs floor "
+                     f"{floor.mean_latency_s:.3f} s + {LATENCY_MARGIN_S} -> {'MET' if lat_ok else 'NOT MET'}; "
+                     f"wall/trial {ratio:.2f}x floor (target <= {WALL_RATIO}x) -> "
+                     f"{'MET' if ratio <= WALL_RATIO else 'NOT MET'}")
+    return lines
+
+
+def _sizes(value: str) -> list[int]:
+    """``16,256`` -> [16, 256] (each >= 1)."""
+    try:
+        sizes = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--trials: {value!r} is not a comma-separated list of counts") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"--trials: {value!r}: every size must be >= 1")
+    return sizes
+
+
 def _csv(value: str, allowed: tuple[str, ...], name: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     bad = [v for v in items if v not in allowed]
@@ -200,7 +251,8 @@ def _csv(value: str, allowed: tuple[str, ...], name: str) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--trials", type=_sizes, default=[16],
+                        help="study sizes, comma-separated (e.g. 16,256): one run per size")
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--backends", type=lambda v: _csv(v, BACKENDS, "--backends"), default=list(BACKENDS))
     parser.add_argument("--drivers", type=lambda v: _csv(v, DRIVERS, "--drivers"), default=list(DRIVERS))
@@ -210,8 +262,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--typical-trial-s", type=float, default=DEFAULT_TYPICAL_TRIAL_S)
     parser.add_argument("--workdir", type=Path, default=None, help="kept when given; else a temporary folder")
     args = parser.parse_args(argv)
-    if args.trials < 1 or args.parallel < 1 or args.typical_trial_s <= 0:
-        parser.error("--trials and --parallel must be >= 1 and --typical-trial-s > 0")
+    if args.parallel < 1 or args.typical_trial_s <= 0:
+        parser.error("--parallel must be >= 1 and --typical-trial-s > 0")
     return args
 
 
@@ -220,19 +272,29 @@ def main(argv: list[str] | None = None) -> list[OverheadResult]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     root = args.workdir or Path(tempfile.mkdtemp(prefix="sweep-overhead-", dir="/var/tmp"))
     results: list[OverheadResult] = []
-    for driver in args.drivers:
-        for backend in args.backends:
-            reason = driver_unavailable_reason(driver) or backend_unavailable_reason(backend)
-            if reason:
-                print(f"skip {driver}/{backend}: {reason}")
-                continue
-            workdir = root / f"{driver}-{backend}"
-            workdir.mkdir(parents=True, exist_ok=True)
-            storage = args.storage or f"sqlite:///{workdir / 'study.db'}"
-            results.append(DRIVER_FUNCS[driver](backend, args.trials, args.parallel, storage, workdir))
+    skipped = {(d, b): driver_unavailable_reason(d) or backend_unavailable_reason(b)
+               for d in args.drivers for b in args.backends}
+    for (driver, backend), reason in skipped.items():
+        if reason:
+            print(f"skip {driver}/{backend}: {reason}")
+    for trials in args.trials:
+        for driver in args.drivers:
+            for backend in args.backends:
+                if skipped[(driver, backend)]:
+                    continue
+                workdir = root / f"{driver}-{backend}-{trials}"
+                workdir.mkdir(parents=True, exist_ok=True)
+                storage = args.storage or f"sqlite:///{workdir / 'study.db'}"
+                results.append(DRIVER_FUNCS[driver](backend, trials, args.parallel, storage, workdir))
     print(f"no-op trials; fraction = mean latency / typical trial of {args.typical_trial_s:g} s"
           f"{' (default: the tiny trial, experiment=tiny)' if args.typical_trial_s == DEFAULT_TYPICAL_TRIAL_S else ''}")
     print(format_table(results, args.typical_trial_s))
+    if len(args.trials) > 1 and results:
+        print("\nper-trial cost as the study grows (seconds: mean latency, wall per trial)")
+        print(format_scaling(results))
+    verdicts = target_verdicts(results)
+    if verdicts:
+        print("\ntargets (issue 21):\n" + "\n".join(verdicts))
     if args.workdir is None:
         shutil.rmtree(root, ignore_errors=True)
     return results

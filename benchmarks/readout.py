@@ -17,7 +17,7 @@ rounds; every contender gets the same thread count (set before numpy / torch loa
 (non-negative, correlated, a decaying spectrum -- like a backbone's); accuracies are printed so "same
 accuracy" can be checked. Targets (issue 21): >= 1x sklearn at 946 x 64 and >= 3x at 20000 x 256, test accuracy
 within 0.3 points of sklearn's. Our solver is picked by size: scipy's L-BFGS-B on whitened variables below
-N * D = 2**18 on CPU, the torch L-BFGS with float32 products above (sweep/readout/_linear.py).
+N * D = 2**18 on CPU, the torch L-BFGS with float32 products above (sweep/readout/_lbfgs.py).
 Demo-sized rows (946 x 64: the issue's demo features; 3200 x 64: the mnist5k demo's backbone features, read
 out once per trial) show the small-problem cost.
 """

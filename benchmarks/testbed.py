@@ -175,7 +175,7 @@ def readouts(feats: dict[str, np.ndarray], labels: dict[str, np.ndarray], cfg: A
 
 def backbone_features(trial: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Backbone features and labels of the probe splits, in memory (no feature files)."""
-    from sweep.train.monitor import extract
+    from sweep.train.epoch_metrics import extract
 
     feats, labels = {}, {}
     for split in ("train", "val", "test"):
@@ -204,7 +204,7 @@ class IntermediateReadouts:
 def _compose(overrides: Sequence[str], run_dir: Path) -> Any:
     from omegaconf import OmegaConf
 
-    from sweep.train.validate import validate_train_config
+    from sweep.train.config_check import validate_train_config
     from sweep.config.compose import compose_train_config
 
     cfg = compose_train_config(list(overrides), run_dir=str(run_dir))

@@ -80,7 +80,7 @@ def build(args: argparse.Namespace, device: str, backbone: str, method: str, siz
     from omegaconf import OmegaConf
 
     from sweep.train.job import build_trial
-    from sweep.train.validate import validate_train_config
+    from sweep.train.config_check import validate_train_config
 
     overrides = [f"method={method}", f"backbone={backbone}", f"data={DATA_FOR_SIZE[size]}", f"data.root={root}",
                  "data.image_size=null", "data.monitor_size=64", "augment=cifar", f"batch_size={args.batch_size}",

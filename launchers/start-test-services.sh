@@ -46,7 +46,7 @@ start_postgres() {
     fi
 }
 
-# tests/test_report_render.py renders the HTML report in it (screenshot, no console errors)
+# tests/selection/test_report_render.py renders the HTML report in it (screenshot, no console errors)
 install_chromium() {
     if command -v chromium >/dev/null 2>&1; then summary+=("chromium: present"); return; fi
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

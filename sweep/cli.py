@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
+from sweep.errors import SweepError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -52,15 +54,30 @@ def _launcher_plugin(name: str) -> str:
     return name
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    from sweep.selection.table import add_table_arguments  # here, not at import: `sweep train` stays light
-    from sweep.demo import DEMO_PRESETS
-
+def _build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser; with ``command`` given (argv's first word), the other commands get their name and help only,
+    so that ``sweep progress`` does not import the demo and the selection (pandas, ~0.5 s) for nothing."""
     parser = argparse.ArgumentParser(prog="sweep", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_demo_parser(sub, full=command in (None, "demo"))
+    sub.add_parser("train", help="one training run; arguments are Hydra overrides (-m for a sweep)",
+                   add_help=False)
+    _add_reader_parsers(sub)
+    _add_select_parser(sub, full=command in (None, "select"))
+    _add_risk_parser(sub)
+    _add_best_parser(sub)
+    return parser
+
+
+def _add_demo_parser(sub: argparse._SubParsersAction, full: bool = True) -> None:
+    help_line = "run the offline demo: sweep, selection policies, comparison report"
+    if not full:
+        sub.add_parser("demo", help=help_line)
+        return
+    from sweep.demo import DEMO_PRESETS  # here, not at import: `sweep train` stays light
 
     demo = sub.add_parser(
-        "demo", help="run the offline demo: sweep, selection policies, comparison report",
+        "demo", help=help_line,
         description="The README's first command, offline: a label-free sweep of small SSL runs on 5000 MNIST "
                     "digits (local subprocesses, SQLite study in --out), a linear-probe readout of every run, the "
                     "selection policies and an HTML report comparing them. Rerunning the same command resumes; "
@@ -73,9 +90,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--launcher", type=_launcher_plugin, default="sweep_local",
                       help="the Hydra launcher the trials and readouts run on (default: sweep_local)")
 
-    sub.add_parser("train", help="one training run; arguments are Hydra overrides (-m for a sweep)",
-                   add_help=False)
 
+def _add_reader_parsers(sub: argparse._SubParsersAction) -> None:
+    """The commands that read a study or a run: results, readout, progress, studies."""
     results = sub.add_parser(
         "results", help="export all trials (params, metrics, paths) as parquet + CSV",
         description="One row per trial of a study: state, params, every metric of its record, objectives, "
@@ -106,8 +123,16 @@ def _build_parser() -> argparse.ArgumentParser:
     studies.add_argument("--storage", required=True,
                          help="Optuna storage URL (sqlite:///..., journal:///..., postgresql://...)")
 
+
+def _add_select_parser(sub: argparse._SubParsersAction, full: bool = True) -> None:
+    help_line = "read out trials, run the selection policies, write the report"
+    if not full:
+        sub.add_parser("select", help=help_line)
+        return
+    from sweep.selection.table import add_table_arguments
+
     select = sub.add_parser(
-        "select", help="read out trials, run the selection policies, write the report",
+        "select", help=help_line,
         description="Two modes: a study (--storage, --study, --sweep-dir: readouts are run here) or a metrics "
                     "table of runs trained anywhere (--table FILE: it already holds the readouts). Exits 1 when "
                     "no policy could choose a config.")
@@ -128,6 +153,8 @@ def _build_parser() -> argparse.ArgumentParser:
     add_table_arguments(table)
     select.set_defaults(parser=select)
 
+
+def _add_risk_parser(sub: argparse._SubParsersAction) -> None:
     risk = sub.add_parser(
         "risk", help="Dubois et al. risk decomposition of trials (one supervised reference)",
         description="Split each trial's probe test error into approximation, usability, probe and encoder "
@@ -145,8 +172,6 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="where the reference and risk jobs run (default: local)")
     risk.add_argument("--jobs", type=int, default=None,
                       help="jobs in flight at once (default: one job per reference and per trial)")
-    _add_best_parser(sub)
-    return parser
 
 
 def _add_best_parser(sub: argparse._SubParsersAction) -> None:
@@ -194,38 +219,52 @@ def _run_train(argv: Sequence[str]) -> int:
 
 
 def _run_results(args: argparse.Namespace) -> int:
-    from sweep.study.results import export_results, trials_dataframe
+    """The trials table, printed or written; the storage is opened once (a journal file is replayed once)."""
+    from sweep.study.attrs import storage_of, sweep_dir_of
+    from sweep.study.results import export_results, load_study, trials_dataframe
 
+    study = load_study(args.storage, args.study)  # a missing storage or study: the error names the URL
+    select = _study_command("select", args.storage, args.study, sweep_dir_of(study) or "SWEEP_DIR")
     if args.out is None:
-        frame = trials_dataframe(args.storage, args.study)
-        print(frame.to_string(index=False) if len(frame) else f"study {args.study!r} has no trials yet")
-        print(f"next: save it with --out trials.parquet, or {_select_command(args.storage, args.study)}")
+        frame = trials_dataframe(storage_of(study), args.study)
+        print(_printed_table(frame) if len(frame) else f"study {args.study!r} has no trials yet")
+        print(f"next: save it with --out trials.parquet, or {select}")
     else:
-        for kind, path in export_results(args.storage, args.study, args.out).items():
+        for kind, path in export_results(storage_of(study), args.study, args.out).items():
             print(f"{kind}: {path}")
-        print(f"next: {_select_command(args.storage, args.study)}")
+        print(f"next: {select}")
     return 0
 
 
+PRINTED_ROWS = 200  # a longer table is cut in the middle on screen; --out writes every row
+
+
+def _printed_table(frame: "pd.DataFrame") -> str:
+    """The trials as an aligned table; past ``PRINTED_ROWS`` the first and last halves, with a line that says
+    how many trials are left out and how to get them all (formatting 10,000 rows took ~1 s for nobody to read)."""
+    if len(frame) <= PRINTED_ROWS:
+        return frame.to_string(index=False)
+    import pandas as pd
+
+    half = PRINTED_ROWS // 2
+    lines = pd.concat([frame.head(half), frame.tail(half)]).to_string(index=False).splitlines()  # one alignment
+    gap = f"... {len(frame) - 2 * half} more trials (every row: --out trials.parquet) ..."
+    return "\n".join([*lines[: half + 1], gap, *lines[half + 1:]])
+
+
 def _run_readout(args: argparse.Namespace) -> int:
-    """Read out one run the way `sweep select` reads out a sweep's trials; stored beside its record."""
-    import dataclasses
+    """Read out one run the way `sweep select` reads out a sweep's trials (the same settings rule,
+    ``readout_settings``: the run's own recorded readout config over the defaults); stored beside its record."""
     import math
 
-    from sweep.config.schema import ReadoutConfig
-    from sweep.selection.readouts import readout_job
+    from sweep.selection.readout_jobs import readout_job, readout_settings_at
 
     record_path = args.run_dir / "result.json"
     if not record_path.is_file():
         print(f"sweep readout: no {record_path}: give the run directory that `sweep train` printed",
               file=sys.stderr)
         return 2
-    import json
-
-    record = json.loads(record_path.read_text())
-    cfg = {**dataclasses.asdict(ReadoutConfig()), **((record.get("config") or {}).get("readout") or {})}
-    if args.features:
-        cfg["features"] = args.features
+    cfg = readout_settings_at(record_path, {"features": args.features} if args.features else None)
     out_path = args.run_dir / f"readout_{cfg['features']}.json"
     result = readout_job(0, str(record_path), str(out_path), cfg)
     if result["status"] != "completed":
@@ -242,10 +281,14 @@ def _run_readout(args: argparse.Namespace) -> int:
 
 
 def _run_progress(args: argparse.Namespace) -> int:
-    from sweep.study.results import progress_line
+    """Counts and the best trial, read from the storage opened once (no pandas, no whole trials on RDB)."""
+    from sweep.study.attrs import sweep_dir_of
+    from sweep.study.results import load_study, progress_of
 
-    print(progress_line(args.storage, args.study))
-    print(f"next: {_select_command(args.storage, args.study)}")
+    study = load_study(args.storage, args.study)
+    print(progress_of(study))
+    sweep_dir = sweep_dir_of(study) or "SWEEP_DIR"
+    print(f"next: {_study_command('select', args.storage, args.study, sweep_dir)}")
     return 0
 
 
@@ -271,9 +314,10 @@ def _run_studies(args: argparse.Namespace) -> int:
 
 def _select_command(storage: str, study: str) -> str:
     """The `sweep select` line for this study, with the sweep dir its driver recorded (when it did)."""
+    from sweep.study.attrs import sweep_dir_of
     from sweep.study.results import load_study
 
-    sweep_dir = load_study(storage, study).user_attrs.get("sweep_dir") or "SWEEP_DIR"
+    sweep_dir = sweep_dir_of(load_study(storage, study)) or "SWEEP_DIR"
     return _study_command("select", storage, study, sweep_dir)
 
 
@@ -304,9 +348,10 @@ def _check_select_mode(args: argparse.Namespace) -> None:
 
 def _recorded_sweep_dir(storage: str, study: str, parser: argparse.ArgumentParser) -> Path:
     """The sweep dir the study's driver recorded (sweeps started before it recorded one need --sweep-dir)."""
+    from sweep.study.attrs import sweep_dir_of
     from sweep.study.results import load_study
 
-    recorded = load_study(storage, study).user_attrs.get("sweep_dir")
+    recorded = sweep_dir_of(load_study(storage, study))
     if not recorded:
         parser.error(f"study {study!r} does not record its sweep dir: give --sweep-dir DIR (the sweep's "
                      "hydra.sweep.dir)")
@@ -344,14 +389,14 @@ def _risk_applies(storage: str, study: str) -> bool:
     """Whether `sweep risk` can decompose this study: its first usable trial is a `sweep train` trial (a
     bring-your-own trainer's config names no data / backbone for the supervised reference)."""
     from sweep.selection.policies import usable_trials
-    from sweep.selection.risk import trial_config
+    from sweep.selection.risk_jobs import trial_config
     from sweep.study.results import trials_dataframe
     from sweep.train.reference import missing_trainer_config
 
     rows = usable_trials(trials_dataframe(storage, study))
     try:
         return not rows.empty and missing_trainer_config(trial_config(rows.iloc[0])) is None
-    except Exception:  # noqa: BLE001 - an unreadable record: the suggestion is left out, nothing fails
+    except (SweepError, OSError, ValueError):  # an unreadable record: the suggestion is left out, nothing fails
         return False
 
 
@@ -382,7 +427,7 @@ def _run_select_table(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from sweep.selection.report import build_report, nan_metric_lines, policy_summary, predictions_summary
+    from sweep.selection.report import nan_metric_lines, policy_summary, predictions_summary
     from sweep.selection.table import (
         TableError,
         default_report_dir,
@@ -409,11 +454,10 @@ def _run_select_table(args: argparse.Namespace) -> int:
             print(predictions_summary(tables))
         print(f"report: {report} (one section per task)")
     else:
-        report = build_report(loaded.trials, loaded.readouts, out, title=title)
-        from sweep.selection.pipeline import print_answer
+        from sweep.selection.pipeline import report_selection
 
-        print_answer(out / "tables", f"sweep best {out}")  # the answer first
-        print(policy_summary(pd.read_csv(out / "tables" / "policies.csv")))  # what the report holds, not a rerun
+        # the policy table computed once: written by the report, printed after the answer
+        report, _ = report_selection(loaded.trials, loaded.readouts, out, f"sweep best {out}", title=title)
         print(predictions_summary(out / "tables"))
         for line in nan_metric_lines(out / "tables"):
             print(f"NaN metric: {line}")
@@ -443,7 +487,7 @@ def _run_risk(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from sweep.launch import make_executor
-    from sweep.selection.risk import load_risks, risk_table, run_risk, write_risk_table
+    from sweep.selection.risk_jobs import load_risks, risk_table, run_risk, write_risk_table
     from sweep.study.results import trials_dataframe
 
     if args.reference_epochs is not None and args.reference_epochs < 1:
@@ -504,19 +548,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
         return _run_train(argv[1:])
-    args = _build_parser().parse_args(argv)
+    args = _build_parser(argv[0] if argv else None).parse_args(argv)
     handlers = {"results": _run_results, "progress": _run_progress, "select": _run_select, "demo": _run_demo,
                 "risk": _run_risk, "readout": _run_readout, "studies": _run_studies,
                 "best": _run_best}
-    from sweep.study.journal import JournalCorruptError
-    from sweep.study.storage import StorageError, StudyNotFoundError
-
     try:
         return handlers[args.command](args)
-    except (StudyNotFoundError, StorageError, JournalCorruptError) as err:  # a mistyped --storage / --study, a
-        # journal with a line that cannot be rebuilt (the message has the repair command): one line, no traceback
-        print(f"sweep {args.command}: {err.args[0] if err.args else err}", file=sys.stderr)
+    except SweepError as err:  # it names what to fix (a mistyped --study, a journal line and its repair command,
+        # a field and its allowed values): one line and exit 2; anything else is a bug and keeps its traceback
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"sweep {args.command}: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line, any password in it masked."""
+    from sweep.safety import redact_text
+
+    text = str(err.args[0]) if len(err.args) == 1 else str(err)  # a KeyError's str() would add quotes
+    return redact_text(" ".join(line.strip() for line in text.splitlines() if line.strip()))
 
 
 if __name__ == "__main__":

@@ -11,10 +11,12 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from sweep.errors import SweepError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(ValueError, KeyError):
+class UnknownNameError(SweepError, ValueError, KeyError):
     """A name no entry of the registry has; the message names the kind, the allowed names and the closest one.
 
     A `KeyError` too, so callers that looked names up in a dict keep working."""
@@ -38,7 +40,7 @@ def unknown_name_message(kind: str, name: object, allowed: list[str], field: str
     return f"{head}; allowed {allowed}{hint}"
 
 
-class DuplicateNameError(ValueError):
+class DuplicateNameError(SweepError, ValueError):
     """Two entries registered under one name: the second would silently replace the first."""
 
 

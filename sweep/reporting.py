@@ -1,16 +1,14 @@
 """What a trial job and the sweep exchange, without either knowing the other: the pruning reporter handed to
 the job, and the record the job hands back.
 
-The launch layer builds the trial's reporter (from the study, see ``sweep.study.pruning``) and injects it with
-:func:`use_reporter` around the task function; training code of any kind reads it with
-:func:`current_reporter` and never imports the study. A task function may return the full result record or a
+The sweeper builds the trial's reporter (``sweep.study.pruning.TrialReporter``) and it travels as data inside
+the signed trial payload; the launch layer injects it with :func:`use_reporter` around the task function, and
+training code of any kind reads it with :func:`current_reporter` and never imports the study. A task function may return the full result record or a
 plain dict of metrics (+ ``features``); :func:`as_record` turns the latter into the former.
 """
 from __future__ import annotations
 
-import importlib
 import numbers
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -18,7 +16,6 @@ from typing import Any, Optional, Protocol, runtime_checkable
 
 COMPLETED, FAILED, PRUNED = "completed", "failed", "pruned"  # the record's ``status`` values
 RECORD_KEYS = ("status", "metrics")  # a returned mapping with either key is a result record already
-ENV_REPORTER = "SWEEP_REPORTER"  # 'package.module:function' that builds the trial's reporter from the environment
 
 
 @runtime_checkable
@@ -53,18 +50,6 @@ def use_reporter(reporter: Optional[Reporter]) -> Iterator[Optional[Reporter]]:
         _CURRENT.reset(token)
 
 
-def reporter_from_env(env: Optional[Mapping[str, str]] = None) -> Optional[Reporter]:
-    """The trial's reporter, built by the function the sweep named in ``SWEEP_REPORTER`` (its study layer knows
-    the storage and the pruner; this layer only calls it by name); None outside a sweep."""
-    spec = (os.environ if env is None else env).get(ENV_REPORTER)
-    if not spec:
-        return None
-    module, sep, name = spec.partition(":")
-    if not sep or not module or not name:
-        raise ValueError(f"{ENV_REPORTER}={spec!r}: expected 'package.module:function'")
-    return getattr(importlib.import_module(module), name)()
-
-
 def pruned_record(step: int, value: Optional[float] = None, **extra: Any) -> dict[str, Any]:
     """The value a pruned job returns (never an exception: submitit loses exception types)."""
     reason = f"pruned at step {step}" + ("" if value is None else f" ({value:.4g})")
@@ -97,5 +82,5 @@ def _is_metric(key: Any, value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-__all__ = ["COMPLETED", "ENV_REPORTER", "FAILED", "PRUNED", "Reporter", "as_record", "current_reporter",
-           "pruned_record", "reporter_from_env", "use_reporter"]
+__all__ = ["COMPLETED", "FAILED", "PRUNED", "Reporter", "as_record", "current_reporter", "pruned_record",
+           "use_reporter"]

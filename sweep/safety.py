@@ -20,6 +20,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from sweep.errors import SweepError
+
 KEY_ENV = "SWEEP_WORKER_KEY"  # hex key of the driver that started this worker (local launcher)
 _MAGIC = b"sweep-hmac-sha256\n"
 _DRIVER_KEY: bytes | None = None
@@ -92,11 +94,11 @@ def redact_text(text: str) -> str:
     return CREDENTIALS.sub(lambda m: f"{m.group('head')}{MASK}{m.group('at')}", text)
 
 
-class UnsafeFolderError(PermissionError):
+class UnsafeFolderError(SweepError, PermissionError):
     """A folder that another user could write: nothing executable is read from it."""
 
 
-class UntrustedPickleError(PermissionError):
+class UntrustedPickleError(SweepError, PermissionError):
     """A pickle without a valid HMAC of this driver: it is not loaded."""
 
 

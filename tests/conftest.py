@@ -204,3 +204,12 @@ def slurm_cluster() -> SlurmCluster:
     if reason:
         pytest.skip(f"SLURM unavailable: {reason}; start it with launchers/start-test-services.sh (as root)")
     return _describe_slurm()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 1 MiB tmpfs under tmp_path (``tests/_disks.py``): the ENOSPC tests fill it."""
+    from _disks import mounted_tiny_disk
+
+    with mounted_tiny_disk(tmp_path / "disk") as disk:
+        yield disk

@@ -141,7 +141,7 @@ def test_valid_overrides_pass_the_check() -> None:
 
 def test_default_validator_applies_only_to_the_train_job() -> None:
     """A user's own Hydra app is not checked against `sweep train`'s schema (its configs would all fail)."""
-    from sweep.study.sweeper import runs_train_job
+    from sweep.study.loop import runs_train_job
     from sweep.train import job
 
     assert runs_train_job(job.main) and runs_train_job(job.train)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Low to high. A package may import from lower layers and from acyclic peers of its own layer, never upward.
 LAYERS: list[tuple[str, ...]] = [
     # base: imports nothing of sweep but each other
-    ("sweep", "sweep.registry", "sweep.safety", "sweep.jsonio", "sweep.reporting", "sweep.progress_bar"),
+    ("sweep", "sweep._lazy", "sweep.errors", "sweep.registry", "sweep.safety", "sweep.jsonio", "sweep.reporting", "sweep.progress_bar"),
     ("sweep.config",),
     ("sweep.metrics", "sweep.data", "sweep.ssl", "sweep.readout"),
     ("sweep.train",),

@@ -58,7 +58,7 @@ README_PLAN: dict[str, Run | Skip] = {
     "hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=1 hydra.launcher.timeout_min=240 "
     "hydra.launcher.array_parallelism=16 hydra.sweeper.n_trials=32 hydra.sweeper.storage=sqlite:///sweeps/slurm.db "
     "hydra.sweeper.study_name=slurm hydra.sweep.dir=sweeps/slurm":
-        Skip("needs a SLURM cluster: tests/test_slurm_resources.py runs it on the real test cluster with the "
+        Skip("needs a SLURM cluster: tests/launch/test_slurm_resources.py runs it on the real test cluster with the "
              "changes its comment names (partition, no gpus_per_node) and checks the refusal it warns of"),
     "sweep studies --storage sqlite:///sweeps/demo.db": Run(),
     "sweep progress --storage sqlite:///sweeps/demo.db --study demo": Run(),
@@ -89,7 +89,7 @@ README_PLAN: dict[str, Run | Skip] = {
     "bash benchmarks/gpu_check.sh --run python benchmarks/testbed.py --preset converged --device cuda "
     "--parallel 8 --minutes 6 --out \"$OUT/testbed\"":
         Skip("needs a CUDA device and the device's $OUT; the testbed's converged CPU dry run is tested in "
-             "tests/test_testbed.py and --run's offline set-up in tests/test_gpu_wheels.py"),
+             "tests/selection/test_testbed.py and --run's offline set-up in tests/test_gpu_wheels.py"),
     "sweep best --storage sqlite:///sweeps/demo.db --study demo":
         Run(expect_files=("sweeps/demo/report/best/best.yaml",)),
     "sweep train --config-dir sweeps/demo/report/best --config-name best":

@@ -5,12 +5,12 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config.sweeper import SweepSettings
+from sweep.config.sweeper_settings import SweepSettings
 
 
 @dataclass
 class SweepOptunaSweeperConf(SweepSettings):
-    """The sweeper's one schema (``sweep.config.sweeper.SweepSettings``: fields and defaults) plus its target."""
+    """The sweeper's one schema (``sweep.config.sweeper_settings.SweepSettings``: fields and defaults) plus its target."""
 
     _target_: str = "hydra_plugins.sweep_plugins.sweep_optuna_sweeper.SweepOptunaSweeper"
 

@@ -3,6 +3,7 @@
 Thin fronts (Hydra only instantiates classes defined under hydra_plugins); the implementation of ``kind`` is
 looked up in ``sweep.launch.LAUNCHERS`` in ``setup``, so plugin discovery stays cheap. ``SweepLauncher`` serves any
 registered kind named by its ``kind`` parameter (``conf/hydra/launcher/<name>.yaml``: ``_target_`` and ``kind``)."""
+from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from hydra.core.utils import JobReturn
@@ -31,13 +32,18 @@ class _TrialLauncherFront(Launcher):
         return self._ready().launch(job_overrides, initial_job_idx)
 
     def submit(self, job_overrides: Sequence[str], idx: int, env: Optional[Mapping[str, str]] = None,
-               on_intent: Optional[Callable[[Any], None]] = None) -> Any:
+               on_intent: Optional[Callable[[Any], None]] = None, reporter: Any = None) -> Any:
         """One trial -> a handle with done(), result(), job_id, run_dir, cancel()."""
-        return self._ready().submit(job_overrides, idx, env, on_intent=on_intent)
+        return self._ready().submit(job_overrides, idx, env, on_intent=on_intent, reporter=reporter)
 
     def submit_batch(self, jobs: Sequence[Any], envs: Optional[Sequence[Mapping[str, str]]] = None,
-                     on_intent: Optional[Callable[[Any], None]] = None) -> list[Any]:
-        return self._ready().submit_batch(jobs, envs, on_intent=on_intent)
+                     on_intent: Optional[Callable[[Any], None]] = None,
+                     reporters: Optional[Sequence[Any]] = None) -> list[Any]:
+        return self._ready().submit_batch(jobs, envs, on_intent=on_intent, reporters=reporters)
+
+    @property
+    def sweep_dir(self) -> Path:
+        return self._ready().sweep_dir
 
     def _ready(self) -> Any:
         if self.impl is None:

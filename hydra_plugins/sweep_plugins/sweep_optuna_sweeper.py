@@ -21,7 +21,7 @@ class SweepOptunaSweeper(Sweeper):
         ``storage`` resolve only once the run's HydraConfig is set."""
         from hydra.core.hydra_config import HydraConfig
 
-        from sweep.config.sweeper import SweepSettings
+        from sweep.config.sweeper_settings import SweepSettings
         from sweep.study.sweeper import AskTellSweeper
 
         HydraConfig.instance().set_config(config)
@@ -43,12 +43,12 @@ class SweepOptunaSweeper(Sweeper):
 def one_line_exit(err: Exception) -> NoReturn:
     """A config error (exit 2) or a sweep stopped for a reason it names (exit 1) is one line on stderr, not a
     traceback; ``HYDRA_FULL_ERROR=1`` keeps the traceback. Anything else is raised as it is (a bug)."""
-    from sweep.config.sweeper import SweepConfigError
+    from sweep.config.sweeper_settings import SweepConfigError
     from sweep.safety import UnsafeFolderError, redact_text
     from sweep.study.journal import JournalCorruptError
     from sweep.study.resume import DriverConflictError
     from sweep.study.storage import StorageError
-    from sweep.study.sweeper import DriverSupersededError, SweepAbortedError, SweepEnvironmentError
+    from sweep.study.stopping import DriverSupersededError, SweepAbortedError, SweepEnvironmentError
 
     config_errors = (SweepConfigError, StorageError)
     stops = (SweepEnvironmentError, SweepAbortedError, DriverConflictError, DriverSupersededError,

@@ -90,7 +90,7 @@ psql_admin() { as_owner psql -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -d p
 
 create_role_and_db() {
     # CREATEDB lets the test fixtures give each test a fresh database; CREATEROLE lets the secrets tests make a
-    # throw-away role with a random password (tests/test_security_secrets.py).
+    # throw-away role with a random password (tests/study/test_security_secrets.py).
     if [ "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = '$DB_USER'")" != 1 ]; then
         log "creating role $DB_USER"
         psql_admin -c "CREATE ROLE \"$DB_USER\" LOGIN CREATEDB CREATEROLE PASSWORD '$DB_PASSWORD'"

@@ -2,7 +2,7 @@
 
 ``schema`` holds the dataclasses (the one place for defaults); ``register_configs`` stores them in Hydra's
 ConfigStore; ``value_problems`` checks values (the full check, with the registries' names, is
-``sweep.train.validate.validate_train_config``); ``compose_train_config`` composes ``conf/train.yaml``
+``sweep.train.config_check.validate_train_config``); ``compose_train_config`` composes ``conf/train.yaml``
 outside a Hydra app; ``conf_dir`` locates the YAML tree.
 """
 from sweep.config.compose import compose_train_config, default_run_dir

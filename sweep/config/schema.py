@@ -2,7 +2,7 @@
 
 YAML files under ``conf/`` pick a schema (``defaults: [<group>/_schema_<name>]``) and
 override only what differs; Hydra validates types against these dataclasses, and
-:func:`sweep.train.validate.validate_train_config` checks value ranges before any job runs.
+:func:`sweep.train.config_check.validate_train_config` checks value ranges before any job runs.
 """
 from __future__ import annotations
 

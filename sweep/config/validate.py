@@ -8,7 +8,7 @@ is allowed.
 
 The names a config may use (methods, backbones, data sets, optimisers) are not known here: they are the entries
 of the registries next to the implementations, in higher layers. The caller passes them in (``names``);
-:func:`sweep.train.validate.validate_train_config` is the full check with every registry's names.
+:func:`sweep.train.config_check.validate_train_config` is the full check with every registry's names.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from sweep.errors import SweepError
 from sweep.config import schema
 from sweep.registry import unknown_name_message
 
@@ -35,7 +36,7 @@ DEVICE_NAMES = "auto, cpu, mps, cuda or cuda:N"
 _MISSING = object()
 
 
-class ConfigError(ValueError):
+class ConfigError(SweepError, ValueError):
     """A config value outside its allowed range; ``problems`` lists one message per bad field."""
 
     def __init__(self, problems: Sequence[str]) -> None:
@@ -259,7 +260,7 @@ def _check_unknown_keys(c: _Checker) -> None:
 
 def value_problems(cfg: DictConfig, names: Mapping[str, Sequence[str]]) -> list[str]:
     """Every value problem in ``cfg`` (empty when valid); one message per field. ``names`` maps each group of
-    ``NAMED_GROUPS`` to its registered names (``sweep.train.validate.registered_names()``)."""
+    ``NAMED_GROUPS`` to its registered names (``sweep.train.config_check.registered_names()``)."""
     missing = [g for g in NAMED_GROUPS if g not in names]
     if missing:
         raise ValueError(f"value_problems: names lacks the group(s) {missing}; pass one list per {list(NAMED_GROUPS)}")

@@ -7,8 +7,9 @@ uint8 batches with bounded memory (the train job).
 """
 from sweep.data._arrays import class_quotas, resize, stratified_split, stratified_subsample
 from sweep.data._load import load_dataset
-from sweep.data._registry import DATASETS
-from sweep.data._stream import Rows, StreamData, iterate, open_dataset, sequential_batches, to_float
+from sweep.data._datasets import DATASETS
+from sweep.data._rows import Rows, iterate, sequential_batches, to_float
+from sweep.data._stream import StreamData, open_dataset
 from sweep.data._types import DataError, Dataset, ImageSet
 
 __all__ = [

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sweep.data._arrays import RawSplit, array_reader
+from sweep.data._rows import Rows, iterate, sequential_batches
 from sweep.data._types import DataError
 
 CACHE_BATCH = 256  # rows decoded per batch while the cache is written
@@ -31,7 +32,6 @@ def cache_key(files: list[Path], channels: int, image_size: int | None) -> str:
 
 def _fill(path: Path, split: RawSplit, num_workers: int) -> None:
     """Decode every row of ``split`` into a new ``.npy`` at ``path`` (temporary name, then rename)."""
-    from sweep.data._stream import Rows, iterate, sequential_batches
     from sweep.safety import unique_suffix
 
     rows = Rows([(split, np.arange(len(split.labels)))])

@@ -9,7 +9,7 @@ from sweep.data._embedded import load_digits_raw, load_mnist5k_raw
 from sweep.data._image_folder import load_image_folder_raw
 from sweep.data._options import read_options
 from sweep.data._procedural import load_shapes_raw
-from sweep.data._registry import DATASETS, RawLoader
+from sweep.data._datasets import DATASETS, RawLoader
 from sweep.data._stl10 import load_stl10_raw
 from sweep.data._types import Dataset
 

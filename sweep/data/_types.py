@@ -5,8 +5,10 @@ from dataclasses import dataclass
 
 import torch
 
+from sweep.errors import SweepError
 
-class DataError(ValueError):
+
+class DataError(SweepError, ValueError):
     """Bad data input: the message names the config field or the path, and what was expected there."""
 
 

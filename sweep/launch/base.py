@@ -14,8 +14,10 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig
 
-from sweep.launch.trial import TrialPayload, compose_trial_config, pinned_sweep_dir_override, redact_config
+from sweep.launch.compose import ComposeCache
+from sweep.launch.trial import TrialPayload, pinned_sweep_dir_override, redact_config
 from sweep.launch.outcome import COMPLETED, TrialOutcome
+from sweep.reporting import Reporter
 
 log = logging.getLogger(__name__)
 IntentCallback = Callable[[list[dict[str, str]]], None]
@@ -31,6 +33,24 @@ class TrialHandle(Protocol):
     def cancel(self) -> None: ...
 
 
+@runtime_checkable
+class TrialSubmitter(Protocol):
+    """What the sweep driver asks of a launcher to keep trials in flight without a batch barrier: every launcher
+    of ours (``TrialLauncher``) and its Hydra front (``hydra_plugins.sweep_plugins.sweep_launchers``) implement
+    it; a foreign Hydra launcher does not, and runs batch by batch through Hydra's ``launch``."""
+
+    @property
+    def sweep_dir(self) -> Path: ...
+
+    def submit(self, job_overrides: Sequence[str], idx: int, env: Mapping[str, str] | None = None,
+               on_intent: IntentCallback | None = None, reporter: Reporter | None = None) -> TrialHandle: ...
+
+    def submit_batch(self, jobs: Sequence[tuple[Sequence[str], int]],
+                     envs: Sequence[Mapping[str, str]] | None = None,
+                     on_intent: IntentCallback | None = None,
+                     reporters: Sequence[Reporter | None] | None = None) -> list[TrialHandle]: ...
+
+
 class TrialLauncher(Launcher):
     """Shared Hydra plumbing; a backend implements ``_start(payloads) -> handles``."""
 
@@ -43,33 +63,60 @@ class TrialLauncher(Launcher):
 
     def setup(self, *, hydra_context: Any, task_function: Callable[[Any], Any], config: DictConfig) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+        self.composer = ComposeCache(hydra_context, config)  # one Hydra composition per search-space shape
+        self._state_cache: tuple[Any, Any, dict[Any, Any]] | None = None
 
     @property
     def sweep_dir(self) -> Path:
         assert self.config is not None, "launcher used before setup()"
         return Path(str(self.config.hydra.sweep.dir)).absolute()
 
-    def payload(self, job_overrides: Sequence[str], idx: int, env: Mapping[str, str] | None = None) -> TrialPayload:
+    def payload(self, job_overrides: Sequence[str], idx: int, env: Mapping[str, str] | None = None,
+                reporter: Reporter | None = None) -> TrialPayload:
         assert self.config is not None and self.task_function is not None, "launcher used before setup()"
         overrides = [pinned_sweep_dir_override(self.config), *job_overrides]
-        cfg = redact_config(compose_trial_config(self.hydra_context, self.config, overrides, idx))
+        if getattr(self, "composer", None) is None:  # a subclass that set itself up without ``setup``
+            self.composer = ComposeCache(self.hydra_context, self.config)
+        cfg = redact_config(self.composer.compose(overrides, idx))
         state = None
         if not self.in_process:
-            state = _redacted_singleton_state()
-        return TrialPayload(self.hydra_context, self.task_function, cfg, state, dict(env or {}))
+            state = self._singleton_state()
+        payload = TrialPayload(self.hydra_context, self.task_function, cfg, state, dict(env or {}), reporter=reporter)
+        payload.freeze_run_dir()  # resolved once here, not on every read (each resolution copies the config)
+        return payload
+
+    def _singleton_state(self) -> dict[Any, Any]:
+        """Hydra's singleton state, taken and redacted once while the driver's singletons stay the same:
+        ``Singleton.get_state`` deep-copies them all and redacting copies HydraConfig's config (~50 ms a
+        trial together). Taken again when HydraConfig holds another config, a singleton is replaced or a
+        resolver is registered."""
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.core.singleton import Singleton
+        from omegaconf.basecontainer import BaseContainer
+
+        current = getattr(HydraConfig.instance(), "cfg", None)
+        key = (tuple(sorted(id(v) for v in Singleton._instances.values())), len(BaseContainer._resolvers))
+        cached = getattr(self, "_state_cache", None)  # holds `current`: its id cannot be reused meanwhile
+        if cached is None or cached[0] is not current or cached[1] != key:
+            cached = (current, key, _redacted_singleton_state())
+            self._state_cache = cached
+        return cached[2]
 
     def submit(self, job_overrides: Sequence[str], idx: int, env: Mapping[str, str] | None = None,
-               on_intent: IntentCallback | None = None) -> TrialHandle:
-        return self.submit_batch([(job_overrides, idx)], [env or {}], on_intent=on_intent)[0]
+               on_intent: IntentCallback | None = None, reporter: Reporter | None = None) -> TrialHandle:
+        return self.submit_batch([(job_overrides, idx)], [env or {}], on_intent=on_intent, reporters=[reporter])[0]
 
     def submit_batch(self, jobs: Sequence[tuple[Sequence[str], int]],
                      envs: Sequence[Mapping[str, str]] | None = None,
-                     on_intent: IntentCallback | None = None) -> list[TrialHandle]:
+                     on_intent: IntentCallback | None = None,
+                     reporters: Sequence[Reporter | None] | None = None) -> list[TrialHandle]:
         """Submit several trials at once (one SLURM job array for the SLURM launcher). ``on_intent`` gets, before
         anything is started, what a later driver needs to find each job should this one die before the job ids
         are stored (its run dir; for SLURM the job name, array index and folder)."""
         envs = list(envs) if envs is not None else [{} for _ in jobs]
-        payloads = [self.payload(overrides, idx, env) for (overrides, idx), env in zip(jobs, envs)]
+        reporters = list(reporters) if reporters is not None else [None for _ in jobs]  # each goes in its payload
+        payloads = [self.payload(overrides, idx, env, reporter)
+                    for (overrides, idx), env, reporter in zip(jobs, envs, reporters)]
         idxs = [idx for _, idx in jobs]
         if on_intent is not None:
             on_intent(self.intents(payloads, idxs))

@@ -9,14 +9,18 @@ re-attaches to the job (``adopt_job``) instead of running the trial a second tim
 the job name the submission carries, so a driver lost in between is found by name (``adopt_intent``).
 submitit's own pickles (``*_submitted.pkl``, ``*_result.pkl``) are not signed: they are only read from a
 folder whose whole chain ``check_folder_chain`` accepts, re-checked right before each read (the driver in
-``SubmititHandle.result``, the node in ``sweep.launch.guard``), see docs/ARCHITECTURE.md.
+``SubmititHandle.result``, which reads the result through a handle on the checked folder; the node in
+``sweep.launch.guard``), see docs/ARCHITECTURE.md.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
@@ -26,8 +30,9 @@ import submitit
 from sweep.launch.base import TrialHandle, TrialLauncher
 from sweep.launch.kinds import LAUNCHERS, LauncherKind
 from sweep.launch.outcome import DISK_FULL, TrialOutcome, names_disk_full, outcome_from_exception
+from sweep.launch.submit_retry import submit_with_retries
 from sweep.launch.trial import TrialPayload, execute_trial
-from sweep.safety import UnsafeFolderError, check_folder_chain, secure_dir
+from sweep.safety import UnsafeFolderError, check_folder_chain, read_private, secure_dir
 
 log = logging.getLogger(__name__)
 FAILED_STATES = ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
@@ -43,7 +48,7 @@ class TrialJob(submitit.helpers.Checkpointable):
 
 class SubmititHandle:
     def __init__(self, job: submitit.Job, run_dir: str, results_timeout_s: float) -> None:
-        self.job, self.run_dir = job, run_dir
+        self.job, self.run_dir, self.results_timeout_s = job, run_dir, results_timeout_s
         self.job._results_timeout_s = results_timeout_s  # submitit waits 15 s for a crashed job's result file
 
     @property
@@ -60,13 +65,16 @@ class SubmititHandle:
         except (UnsafeFolderError, FileNotFoundError) as err:
             return outcome_from_exception(err, prefix="refused")
         try:
-            value = self.job.task(0).result()  # a multi-GPU trial's tasks all train; task 0 is its result
+            value = _task_result(self.job.task(0), self.results_timeout_s)  # a multi-GPU trial: task 0's result
+        except UnsafeFolderError as err:  # opened up or swapped for a link since the check above: not read
+            return outcome_from_exception(err, prefix="refused")
         except Exception as err:  # noqa: BLE001 - FailedJobError/UncompletedJobError: the job died outside Python
             state = _safe_state(self.job)
             outcome = outcome_from_exception(err)
             outcome.failure_reason = f"crashed: job {self.job_id} state {state}; {outcome.failure_reason}"[:600]
-            if names_disk_full(str(err)) and not outcome.failure_reason.startswith(DISK_FULL):
-                outcome.failure_reason = f"{DISK_FULL}: {outcome.failure_reason}"  # the job's own write hit it
+            full = names_disk_full(str(err)) or _no_space_left(self.job.paths.folder)
+            if full and not outcome.failure_reason.startswith(DISK_FULL):  # the job's own writes hit it (its log
+                outcome.failure_reason = f"{DISK_FULL}: {outcome.failure_reason}"  # too, so it could not say so)
             return outcome
         return value if isinstance(value, TrialOutcome) else outcome_from_exception(
             TypeError(f"job returned {type(value).__name__}, expected TrialOutcome"))
@@ -78,6 +86,44 @@ class SubmititHandle:
     def adoption(self) -> dict[str, str]:
         """Trial user attrs from which another driver re-attaches to this job (``adopt_job``)."""
         return {"launcher": "slurm", "job_folder": str(self.job._paths._folder)}
+
+
+def _task_result(task: submitit.Job, timeout_s: float) -> Any:
+    """The value a finished task returned, from its ``*_result.pkl`` read through a handle on its folder
+    checked once (``read_private``: ours, private, no symlink), so a folder swapped after the check is not the
+    one read. A task without a result pickle is left to submitit, which raises with the job's log."""
+    import cloudpickle
+
+    path = task.paths.result_pickle
+    deadline = time.monotonic() + timeout_s  # a slow shared file system shows the file late
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    try:
+        blob = read_private(path)
+    except FileNotFoundError:
+        return task.result()
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):  # O_NOFOLLOW met a symlink where the folder was
+            raise UnsafeFolderError(f"{path.parent}: a symlink or file, not the job's folder; its result is "
+                                    f"not read") from None
+        raise
+    status, value = cloudpickle.loads(blob)
+    if status == "error":  # submitit stores the job's traceback as text
+        raise submitit.core.utils.FailedJobError(f"Job (task=0) failed during processing with trace:\n{value}")
+    return value
+
+
+LOW_SPACE_BYTES = 1 << 20  # less than this free on the job's log folder: its result and log could not be written
+
+
+def _no_space_left(folder: Path) -> bool:
+    """Whether the file system of a job's submitit folder is full: a job that died without a result there
+    could not write its log either, so nothing else would name the full disk."""
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < LOW_SPACE_BYTES
 
 
 def adopt_job(folder: str, job_id: str, run_dir: str, results_timeout_s: float = 5.0) -> SubmititHandle:
@@ -110,15 +156,21 @@ def adopt_intent(intent: Mapping[str, str], results_timeout_s: float = 5.0) -> O
     ids = find_jobs_by_name(str(intent["job_name"]))
     index = intent.get("array_index")
     wanted = [i for i in ids if (i.endswith(f"_{index}") if index is not None else "_" not in i)]
-    if not wanted:
-        return None
-    handle = adopt_job(str(intent["job_folder"]), wanted[0], str(intent.get("run_dir") or ""), results_timeout_s)
-    if not handle.job.paths.submitted_pickle.exists():
-        log.warning("job %s was submitted but its pickle never reached %s: cancelling it", wanted[0],
+    adopted: Optional[SubmititHandle] = None
+    for job_id in sorted(wanted, key=_job_number, reverse=True):  # the newest first: earlier tries were refused
+        handle = adopt_job(str(intent["job_folder"]), job_id, str(intent.get("run_dir") or ""), results_timeout_s)
+        if adopted is None and handle.job.paths.submitted_pickle.exists():
+            adopted = handle
+            continue
+        log.warning("job %s was queued but its pickle never reached %s: cancelling it", job_id,
                     handle.job.paths.submitted_pickle)
         handle.cancel()
-        return None
-    return handle
+    return adopted
+
+
+def _job_number(job_id: str) -> tuple[int, int]:
+    head, _, index = job_id.partition("_")
+    return int(head) if head.isdigit() else -1, int(index) if index.isdigit() else -1
 
 
 def static_folder(folder: str | Path) -> Path:
@@ -204,15 +256,29 @@ class SlurmLauncher(TrialLauncher):
     def _start(self, payloads: list[TrialPayload], idxs: list[int]) -> list[TrialHandle]:
         executor = self.executor
         name, self._job_name = self._job_name, None
-        executor.update_parameters(name=name or f"{self.params.get('name') or 'sweep'}.{secrets.token_hex(6)}")
-        if len(payloads) == 1:
-            jobs = [executor.submit(TrialJob(), payloads[0])]
-        else:
-            with executor.batch():  # one job array for the whole batch
-                pending = [executor.submit(TrialJob(), p) for p in payloads]
-            jobs = list(pending)
+        name = name or f"{self.params.get('name') or 'sweep'}.{secrets.token_hex(6)}"
+        executor.update_parameters(name=name)
+        jobs = submit_with_retries(lambda: _submit_jobs(executor, payloads), lambda: cancel_jobs_named(name))
         log.info("submitted trials %s as job(s) %s", idxs, [j.job_id for j in jobs])
         return [SubmititHandle(j, p.run_dir, self.results_timeout_s) for j, p in zip(jobs, payloads)]
+
+
+def _submit_jobs(executor: submitit.AutoExecutor, payloads: list[TrialPayload]) -> list[submitit.Job]:
+    """One ``sbatch``: a single job, or one job array for several payloads."""
+    if len(payloads) == 1:
+        return [executor.submit(TrialJob(), payloads[0])]
+    with executor.batch():
+        pending = [executor.submit(TrialJob(), p) for p in payloads]
+    return list(pending)
+
+
+def cancel_jobs_named(name: str) -> list[str]:
+    """Cancel every job queued under ``name`` and return their ids: after a refused ``sbatch`` no job of that
+    name holds its pickle, so none could run a trial (a retry submits them again)."""
+    ids = find_jobs_by_name(name)
+    if ids:
+        subprocess.run(["scancel", *ids], capture_output=True, text=True, timeout=60, check=False)
+    return ids
 
 
 def slurm_executor(launcher_cfg: Mapping[str, Any], folder: Path) -> submitit.AutoExecutor:

@@ -1,13 +1,15 @@
 """Running one trial as Hydra runs a job: compose in the driver, ``run_job`` in the worker.
 
 The payload holds what the worker needs (as hydra-submitit-launcher pickles its launcher): the Hydra context,
-the task function, the composed trial config and Hydra's singleton state (ConfigStore, plugins). The worker
+the task function, the composed trial config, Hydra's singleton state (ConfigStore, plugins) and the trial's
+pruning reporter. The worker
 returns a ``TrialOutcome`` value; it never lets an exception cross the process boundary.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +17,9 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
+from sweep.errors import SweepError
 from sweep.launch.outcome import TrialOutcome, outcome_from_exception, outcome_from_return
-from sweep.reporting import as_record, reporter_from_env, use_reporter
+from sweep.reporting import Reporter, as_record, use_reporter
 
 JOB_DIR_KEY, JOB_SUBDIR_KEY = "hydra.sweep.dir", "hydra.sweep.subdir"
 
@@ -28,10 +31,20 @@ class TrialPayload:
     config: DictConfig
     singleton_state: Optional[dict[Any, Any]] = None  # set when the job runs in another process
     env: dict[str, str] = field(default_factory=dict)
+    frozen_run_dir: Optional[str] = None  # set by the driver once composed (``freeze_run_dir``)
+    # the trial's pruning reporter as data (pickled by reference to its class, never holding a connection or a
+    # password); None without a pruner, so the worker imports no study code
+    reporter: Optional[Reporter] = None
 
     @property
     def run_dir(self) -> str:
-        return trial_run_dir(self.config)
+        return self.frozen_run_dir if self.frozen_run_dir is not None else trial_run_dir(self.config)
+
+    def freeze_run_dir(self) -> str:
+        """Resolve the run dir once: the driver reads it for the intent, the handle and the job id attrs, and
+        the worker for its lock, all the same folder."""
+        self.frozen_run_dir = trial_run_dir(self.config)
+        return self.frozen_run_dir
 
 
 def pinned_sweep_dir_override(config: DictConfig) -> str:
@@ -87,10 +100,17 @@ def _nothing() -> Any:
     return nullcontext()
 
 
+_PLAIN_HYDRA_REF = re.compile(r"\$\{hydra\.[\w.]+\}")  # resolved inside the config, no resolver involved
+
+
 def trial_run_dir(config: DictConfig) -> str:
-    """``<hydra.sweep.dir>/<hydra.sweep.subdir>`` of a composed trial config (resolved without HydraConfig)."""
+    """``<hydra.sweep.dir>/<hydra.sweep.subdir>`` of a composed trial config (resolved without HydraConfig).
+    Only an interpolation other than ``${hydra.<key>}`` (``${hydra:...}``, a user key) needs the config set as HydraConfig (which copies it, ~25 ms)."""
     from hydra.core.hydra_config import HydraConfig
 
+    raw = " ".join(str(config.hydra.sweep._get_node(key)._value()) for key in ("dir", "subdir"))
+    if _PLAIN_HYDRA_REF.sub("", raw).count("${") == 0:  # at most ${hydra.job.num}-style references
+        return str(Path(str(OmegaConf.select(config, JOB_DIR_KEY))) / str(OmegaConf.select(config, JOB_SUBDIR_KEY)))
     previous = HydraConfig.instance().cfg
     HydraConfig.instance().set_config(config)
     try:
@@ -115,7 +135,7 @@ def execute_trial(payload: TrialPayload) -> TrialOutcome:
     try:
         if not secondary:  # the tasks of one multi-GPU trial share its run dir; rank 0 is its one writer
             lock = RunDirLock(payload.run_dir).acquire()
-        with use_reporter(reporter_from_env()):  # the job is handed its reporter, never opens the study
+        with use_reporter(payload.reporter):  # the job is handed its reporter, never opens the study itself
             ret = run_job(hydra_context=payload.hydra_context, task_function=payload.task_function,
                           config=payload.config, job_dir_key=JOB_DIR_KEY, job_subdir_key=JOB_SUBDIR_KEY)
         if ret.status == JobStatus.COMPLETED:
@@ -145,7 +165,7 @@ def is_secondary_task(env: Optional[Mapping[str, str]] = None) -> bool:
         return False
 
 
-class RunDirBusyError(RuntimeError):
+class RunDirBusyError(SweepError, RuntimeError):
     """Another process still writes this run dir (a job of a lost driver): two writers would corrupt it."""
 
 

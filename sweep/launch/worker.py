@@ -49,12 +49,20 @@ def run_payload_file(payload_path: Path) -> int:
 
 
 def _write_failed(path: Path, err: OSError) -> int:
-    """Name a full disk plainly (the driver reads this stderr line into the trial's failure reason)."""
+    """Name a full disk plainly (the driver reads this stderr line into the trial's failure reason); the exit
+    code names it too, for when ``stderr.log`` is on the full disk and the line cannot be written."""
     if err.errno == errno.ENOSPC:
-        print(f"sweep worker: {DISK_FULL}: cannot write {path}: {err}", file=sys.stderr)
+        _say(f"sweep worker: {DISK_FULL}: cannot write {path}: {err}")
         return EXIT_NO_SPACE
-    print(f"sweep worker: cannot write {path}: {err}", file=sys.stderr)
+    _say(f"sweep worker: cannot write {path}: {err}")
     return EXIT_WRITE_FAILED
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:  # stderr.log on a full disk as well: the exit code still tells the driver
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from ._inputs import MetricInputError
 from ._intrinsic import TWONN_DISCARD_FRACTION, clid_scores, cluster_learnability, twonn_dimension
 from ._lidar import LIDAR_DELTA, LIDAR_EPS, lidar
 from ._normalized import normalized_rankme
-from ._registry import METRICS, Metric, register_metric, registered_row
+from ._catalog import METRICS, Metric, register_metric, registered_row
 from ._spectral import alpha_req, nesum, participation_ratio, rankme, rankme_centered, rankme_sq, stable_rank
 from ._spectrum import RANKME_EPS
 from ._streaming import SPECTRAL_KEYS, SpectralAccumulator, spectral_metrics

@@ -13,10 +13,12 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from sweep.errors import SweepError
+
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 
-class MetricInputError(ValueError):
+class MetricInputError(SweepError, ValueError):
     """An embedding array a metric cannot be computed on (wrong shape, too small, NaN/inf)."""
 
 

@@ -12,13 +12,15 @@ from typing import Union
 import numpy as np
 import torch
 
+from sweep.errors import SweepError
+
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 DEVICE_CHOICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
-class ReadoutInputError(ValueError):
+class ReadoutInputError(SweepError, ValueError):
     """Bad readout input; the message names the argument and what is allowed."""
 
 

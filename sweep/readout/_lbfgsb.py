@@ -2,7 +2,7 @@
 
 Why a second solver: on small problems (the demo's 946 x 64 features) a probe fit costs a few hundred
 iterations whose products are microseconds each, so the cost is the per-iteration overhead of the loop. The torch
-loop of :func:`sweep.readout._linear._solve` spends ~1 ms per iteration on dispatch; here the loop is scipy's
+loop of :func:`sweep.readout._lbfgs._solve` spends ~1 ms per iteration on dispatch; here the loop is scipy's
 compiled L-BFGS-B and each objective evaluation is a handful of numpy calls on class-major (K, N) logits, whose
 per-row softmax reductions run along contiguous memory.
 

@@ -1,8 +1,7 @@
 """Label-free selection of SSL hyperparameters: policies, readout jobs and the comparison report."""
 
 from sweep.selection.guided import GuidedSettings, guided, ridge_reader  # registers both policies
-from sweep.selection.pipeline import (ExecutorReadout, TableReadout, pending_trials, run_readouts, select,
-                                      select_and_report)
+from sweep.selection.pipeline import select, select_and_report
 from sweep.selection.policies import (
     POLICIES,
     CountingReadout,
@@ -22,7 +21,17 @@ from sweep.selection.policies import (
     run_policies,
     usable_trials,
 )
-from sweep.selection.readouts import ReadoutRecord, load_readouts, readout_job, readout_path
+from sweep.selection.readout_jobs import (
+    ExecutorReadout,
+    ReadoutRecord,
+    TableReadout,
+    load_readouts,
+    pending_trials,
+    readout_job,
+    readout_path,
+    readout_settings,
+    run_readouts,
+)
 
 __all__ = [
     "POLICIES",
@@ -49,6 +58,7 @@ __all__ = [
     "readout_job",
     "register_policy",
     "readout_path",
+    "readout_settings",
     "ridge_reader",
     "run_policies",
     "run_readouts",

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from sweep.errors import SweepError
 from sweep.selection.answer import Answer, Pick, params_text, read_answer
 
 SWEEP_ONLY_GROUPS = ("search_space",)  # config groups that only the sweeper reads
 CONFIG_NAME = "best"
 
 
-class BestError(ValueError):
+class BestError(SweepError, ValueError):
     """No trial to retrain: the message says why and what to run instead."""
 
 

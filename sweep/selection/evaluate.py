@@ -36,6 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from sweep.config.schema import SelectionConfig
+from sweep.selection.guided import guided, guided_settings
 from sweep.selection.savings import random_curves, readouts_to_reach, stack_curves
 from sweep.selection.policies import (
     POLICIES,
@@ -183,21 +184,13 @@ def registered_spec(name: str, policy: Policy, settings: SelectionConfig) -> Pol
     return PolicySpec(name, run, policy.order_dependent, policy.label_free, policy.needs, policy.needs_any)
 
 
-def policy_specs(
-    batch_size: int = 10, top_k: int = 5, band: Sequence[float] = (0.8, 1.2),
-    combined_budget: Optional[int] = None, combined_allocation: str = "adaptive",
-    settings: Optional[SelectionConfig] = None,
-) -> list[PolicySpec]:
+def policy_specs(settings: Optional[SelectionConfig] = None) -> list[PolicySpec]:
     """Every registered policy (as ``run_policies`` runs it, same settings) plus the label-free ones given the
     whole target budget ceil(log2 N) + 2: ``rankme_topk+2`` (RankMe order within each method, budget split
     across methods as in alpha_rankme), ``alpha_rankme+2`` and ``calibrated_rank+2``, and the guided reader
     with the label-free metrics switched the other way (``guided+metrics`` or ``guided-metrics``); label-based
-    references (the oracle) last. ``settings`` (whole) replaces the five loose arguments."""
-    from sweep.selection.guided import guided, guided_settings
-
-    if settings is None:
-        settings = SelectionConfig(batch_size=batch_size, top_k=top_k, alpha_band=list(band),
-                                   combined_budget=combined_budget, combined_allocation=combined_allocation)
+    references (the oracle) last. ``settings``: a whole :class:`SelectionConfig` (default its defaults)."""
+    settings = settings if settings is not None else SelectionConfig()
     registered = [registered_spec(name, policy, settings) for name, policy in POLICIES.items()]
     switched = guided_settings(settings, metrics=not settings.guided_metrics)
     switched_name = "guided+metrics" if switched.metrics else "guided-metrics"

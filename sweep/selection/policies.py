@@ -28,13 +28,14 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from sweep.errors import SweepError
 from sweep.config.schema import SelectionConfig
 from sweep.registry import Registry
 
 Readout = Callable[[int], float]
 
 
-class SelectionError(ValueError):
+class SelectionError(SweepError, ValueError):
     """Bad input to a selection policy; the message names the field and the allowed values."""
 
 
@@ -567,19 +568,12 @@ def run_policies(
     trials: pd.DataFrame,
     readout: Readout,
     order: Optional[Sequence[int]] = None,
-    batch_size: int = 10,
-    top_k: int = 5,
-    band: Sequence[float] = (0.8, 1.2),
-    combined_budget: Optional[int] = None,
-    combined_allocation: str = "adaptive",
     settings: Optional[SelectionConfig] = None,
 ) -> list[SelectionResult]:
     """Every registered policy (``POLICIES``) on one trials table; a policy whose columns the table lacks is
-    skipped. ``settings`` (a whole :class:`sweep.config.schema.SelectionConfig`) replaces the loose arguments,
-    whose defaults mirror it."""
-    if settings is None:
-        settings = SelectionConfig(batch_size=batch_size, top_k=top_k, alpha_band=list(band),
-                                   combined_budget=combined_budget, combined_allocation=combined_allocation)
+    skipped. ``settings`` (a whole :class:`sweep.config.schema.SelectionConfig`, default its defaults) goes to
+    each policy as is: each takes the fields it needs, so no setting is unpacked and packed on the way."""
+    settings = settings if settings is not None else SelectionConfig()
     ranked = sorted(POLICIES.items(), key=lambda item: not item[1].label_free)  # references (oracle) last
     return [policy.run(trials, readout, order, settings) for _, policy in ranked
             if policy.applies(trials.columns)]

@@ -30,6 +30,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from sweep.errors import SweepError
 from sweep.selection.policies import (
     CountingReadout,
     SelectionResult,
@@ -48,7 +49,7 @@ WITHIN_POINTS = 1.0  # "within 1 point" of the oracle
 COMPLETE, PRUNED, FAIL = TrialState.COMPLETE.name, TrialState.PRUNED.name, TrialState.FAIL.name
 
 
-class ReplayError(ValueError):
+class ReplayError(SweepError, ValueError):
     """Curves, tables or orders the replay cannot use; the message names the column or the ids."""
 
 
@@ -128,7 +129,7 @@ def objective_curves(curves: pd.DataFrame, objective: Objective) -> dict[int, Cu
     if (frame["epoch"] < 1).any():
         raise ReplayError(f"curves.epoch: must be 1-based (>= 1), got min {int(frame['epoch'].min())}")
     raw = pd.to_numeric(frame[objective.metric], errors="coerce").astype(float).to_numpy()
-    values = raw if objective.target is None else np.abs(raw - objective.target)
+    values = objective.score(raw)
     frame = frame.assign(_value=values).sort_values(["trial", "epoch"], kind="stable")
     return {int(trial): Curve(group["epoch"].to_numpy(dtype=int), group["_value"].to_numpy(dtype=float))
             for trial, group in frame.groupby("trial", sort=True)}
@@ -206,7 +207,7 @@ def objective_argmax(table: pd.DataFrame, objective: Objective, cols: SelectionC
     several methods, each method's best is read out on ``cols.val`` and the best readout is chosen."""
     good = usable_trials(table, [objective.metric])
     raw = good[objective.metric].astype(float)
-    score = raw if objective.target is None else (raw - objective.target).abs()
+    score = objective.score(raw)
     key = -score if objective.direction == "maximize" else score
     ranked = good.assign(_key=key).sort_values(["_key", "trial"], kind="stable")
     by_method = cols.method in ranked.columns

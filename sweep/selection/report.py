@@ -50,12 +50,14 @@ from sweep.selection.report_numbers import (  # noqa: F401  (re-exported)
     METHOD_LABELS,
     METRIC_CANDIDATES,
     POOLED,
+    PolicyTable,
     RISK_COLUMNS,
     RISK_COMPONENTS,
     SMALL_N,
     _missing,
     available_metrics,
     budget_curve,
+    compute_policy_table,
     describe_config,
     evidence_tables,
     failures_table,
@@ -455,11 +457,13 @@ class _Tables:
 
 
 def _compute_tables(trials: pd.DataFrame, readouts: pd.DataFrame, cfg: SelectionConfig, n_boot: int,
-                    monitoring: Optional[pd.DataFrame], objective: Optional[Objective], bar: Any) -> _Tables:
+                    monitoring: Optional[pd.DataFrame], objective: Optional[Objective], bar: Any,
+                    computed: Optional[PolicyTable] = None) -> _Tables:
+    """Every table once; the policy table is ``computed`` when the caller already has it (it printed it)."""
     merged = merged_table(trials, readouts)
     usable = usable_trials(merged)
-    predicted_by: dict[str, pd.DataFrame] = {}
-    policies = policy_table(trials, readouts, cfg, predicted_by)
+    computed = computed if computed is not None else compute_policy_table(trials, readouts, cfg)
+    policies, predicted_by = computed.table, computed.predictions
     bar.update()
     curve = budget_curve(trials, readouts, cfg)
     monitor = monitoring if monitoring is not None else load_monitoring(trials)
@@ -514,13 +518,16 @@ def build_report(
     n_boot: int = 1000,
     readout_problems: Optional[pd.DataFrame] = None,
     objective: Optional[Objective] = None,
+    policies: Optional[PolicyTable] = None,
 ) -> Path:
     """Write ``report.html`` (figures embedded, opens offline) plus CSV/parquet tables, ``tables/answer.json``
-    and PNGs under ``out_dir``; returns the HTML path. ``risk`` (``sweep.selection.risk.load_risks``) adds the
+    and PNGs under ``out_dir``; returns the HTML path. ``risk`` (``sweep.selection.risk_jobs.load_risks``) adds the
     risk decomposition section when it has rows; ``readout_problems``
-    (``sweep.selection.pipeline.readout_problems``: trial, kind, file, reason) lists the usable trials that no
+    (``sweep.selection.readout_jobs.readout_problems``: trial, kind, file, reason) lists the usable trials that no
     policy could see because their readout is missing, unreadable, mismatched or failed; ``objective`` is the
-    sweep's label-free objective (default: RankMe, maximised, when the table has it)."""
+    sweep's label-free objective (default: RankMe, maximised, when the table has it); ``policies``
+    (``compute_policy_table`` of the same trials, readouts and ``cfg``) is the policy table the caller already
+    computed, so it is not computed twice."""
     cfg = cfg or SelectionConfig()
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
@@ -528,7 +535,7 @@ def build_report(
     problems = readout_problems if readout_problems is not None else pd.DataFrame()
     objective = objective if objective is not None else default_objective(trials)
     with _progress(total=5) as bar:
-        t = _compute_tables(trials, readouts, cfg, n_boot, monitoring, objective, bar)
+        t = _compute_tables(trials, readouts, cfg, n_boot, monitoring, objective, bar, policies)
         files = t.files(risk, problems)
         for name, frame in files.items():
             _write_table(frame, out / "tables", name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,8 +26,8 @@ from sweep.selection.evaluate import (
     prefix_choices,
     spearman_table,
 )
-from sweep.selection.pipeline import TableReadout
 from sweep.selection.policies import POLICIES, SelectionResult, run_policies, usable_trials
+from sweep.selection.readout_jobs import TableReadout
 from sweep.selection.savings import random_curves
 from sweep.selection.surrogate import param_columns
 
@@ -49,7 +50,7 @@ METRIC_CANDIDATES = (
     "loss",
 )
 POOLED = "pooled"
-# sweep.selection.risk's COMPONENTS / TABLE_COLUMNS, restated so the report does not import torch
+# sweep.selection.risk_jobs's COMPONENTS / TABLE_COLUMNS, restated so the report does not import torch
 RISK_COMPONENTS = ("approximation", "usability", "probe_generalization", "encoder_generalization")
 RISK_COLUMNS = ["trial", "method", *RISK_COMPONENTS, "total"]
 METHOD_LABELS = {"simclr": "SimCLR", "barlow_twins": "Barlow Twins", "vicreg": "VICReg", "simsiam": "SimSiam",
@@ -164,13 +165,6 @@ def random_orders(trial_ids: Sequence[int], n_orders: int, seed: int) -> list[li
     return [[int(t) for t in rng.permutation(ids)] for _ in range(n_orders)]
 
 
-def _run(
-    trials: pd.DataFrame, val: TableReadout, cfg: SelectionConfig, order: Optional[Sequence[int]]
-) -> list[SelectionResult]:
-    """Every policy with the settings of ``cfg``."""
-    return run_policies(trials, val, order, settings=cfg)
-
-
 def _order_stats(
     trials: pd.DataFrame, readouts: pd.DataFrame, cfg: SelectionConfig, best: float,
     results: Sequence[SelectionResult] = (),
@@ -215,6 +209,22 @@ def _random_b_at(curve: np.ndarray, readouts: int) -> float:
     return 100.0 * float(curve[readouts - 1]) if 1 <= readouts <= len(curve) else math.nan
 
 
+@dataclass(frozen=True)
+class PolicyTable:
+    """One selection's policy table (:func:`policy_table`) with the policies' predicted readouts (policy ->
+    frame, the guided reader's), computed once: the pipeline prints it, the report lays it out and writes it."""
+
+    table: pd.DataFrame
+    predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def compute_policy_table(trials: pd.DataFrame, readouts: pd.DataFrame,
+                         cfg: Optional[SelectionConfig] = None) -> PolicyTable:
+    """:func:`policy_table` and the predictions it collects, as one value to hand down."""
+    predictions: dict[str, pd.DataFrame] = {}
+    return PolicyTable(policy_table(trials, readouts, cfg, predictions), predictions)
+
+
 def policy_table(
     trials: pd.DataFrame, readouts: pd.DataFrame, cfg: Optional[SelectionConfig] = None,
     predictions_out: Optional[dict[str, pd.DataFrame]] = None,
@@ -227,7 +237,7 @@ def policy_table(
     cfg = cfg or SelectionConfig()
     val = TableReadout(readouts, cfg.selection_column)
     test = TableReadout(readouts, cfg.report_column)
-    results = _run(trials, val, cfg, None)
+    results = run_policies(trials, val, None, cfg)
     oracle_trial = next(r for r in results if r.policy == "oracle").chosen_trial
     best = test(oracle_trial) if oracle_trial is not None else math.nan
     order_stats = _order_stats(trials, readouts, cfg, best, results)

@@ -35,6 +35,7 @@ from typing import Any, Optional, Protocol
 import numpy as np
 import pandas as pd
 
+from sweep.errors import SweepError
 from sweep.registry import Registry
 
 # hyperparameter columns of a metrics table (a study's are ``params_*``), in display order
@@ -58,7 +59,7 @@ READOUT_MARKERS = ("accuracy", "acc_", "_acc", "knn", "fewshot", "probe", "risk"
 LOG_SPAN = 10.0  # a positive column whose max / min reaches this is taken in log10
 
 
-class SurrogateError(ValueError):
+class SurrogateError(SweepError, ValueError):
     """A surrogate or feature set that cannot be built; the message names the setting and allowed values."""
 
 

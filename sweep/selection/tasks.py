@@ -14,7 +14,7 @@ from typing import Optional
 import pandas as pd
 
 from sweep.config.schema import SelectionConfig
-from sweep.selection.report import _html, build_report, policy_headlines
+from sweep.selection.report import _html, build_report, compute_policy_table, policy_headlines
 
 
 def task_folder(task: str) -> str:
@@ -39,9 +39,9 @@ def build_task_reports(trials: pd.DataFrame, readouts: pd.DataFrame, out_dir: st
     sections = []
     for task, rows, reads in task_frames(trials, readouts):
         folder = task_folder(task)
-        report = build_report(rows, reads, out / folder, cfg, title=f"{title}: task {task}")
-        policies = pd.read_csv(out / folder / "tables" / "policies.csv")
-        items = "".join(f"<li>{html.escape(line)}</li>" for line in policy_headlines(policies))
+        policies = compute_policy_table(rows, reads, cfg)  # once: the task's report and the index both show it
+        report = build_report(rows, reads, out / folder, cfg, title=f"{title}: task {task}", policies=policies)
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in policy_headlines(policies.table))
         link = html.escape(str(report.relative_to(out)))
         sections.append((f"Task {task}", f'<p>{len(rows)} trials; <a href="{link}">full report</a>, selection '
                          f'and oracle within this task only.</p><ol class="headline">{items}</ol>'))

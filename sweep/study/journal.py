@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from sweep.errors import SweepError
+
 log = logging.getLogger("sweep.study")
 RECORD_START = b'{"op_code":'  # every Optuna journal record starts so (json.dumps with compact separators)
 REPAIR_COMMAND = "python -m sweep.study.journal repair {path} --drop-unreadable"
 
 
-class JournalCorruptError(ValueError):
+class JournalCorruptError(SweepError, ValueError):
     """A journal line that is neither a record nor a salvageable torn write."""
 
 

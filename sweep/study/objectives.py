@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from sweep.errors import SweepError
 from sweep.registry import Registry
 
 DIRECTIONS = ("maximize", "minimize")
@@ -23,7 +24,7 @@ WIDTH_BIASED_METRICS = ("rankme",)  # metrics whose ceiling grows with the embed
 WIDTH_PARAM_SUFFIX = "projector.out_dim"  # search-space keys that set the embedding width
 
 
-class ObjectiveError(ValueError):
+class ObjectiveError(SweepError, ValueError):
     """A bad objective spec, or a record that lacks a usable value for one."""
 
 
@@ -66,6 +67,12 @@ class Objective:
             raise ObjectiveError(f"bad_metric: '{self.metric}' = {metrics[self.metric]!r} is not a number") from None
         if not math.isfinite(raw):
             raise ObjectiveError(f"nan_metric: '{self.metric}' = {raw} is not finite")
+        return self.score(raw)
+
+    def score(self, raw: Any) -> Any:
+        """The objective from the metric's raw value: ``|raw - target|`` with a target, else ``raw``. The one place
+        that rule lives: the sweeper's tell, the job's pruning reports and the replay all score through it, so
+        they cannot disagree. Works on a float and elementwise on numpy / torch arrays and pandas columns."""
         return raw if self.target is None else abs(raw - self.target)
 
 

@@ -1,27 +1,27 @@
 """Pruning from inside a trial job: the job reports intermediate values (RankMe/alpha per epoch) and stops early.
 
-The sweeper puts the trial's coordinates into the job's environment, with the name of ``reporter_from_env``;
-the launch layer calls it (``sweep.reporting.reporter_from_env``) and hands the reporter to the job
-(``sweep.reporting.current_reporter``), so training code never imports this module. ``reporter_from_env()``
-gives ``None`` outside a sweep. A pruned job RETURNS ``pruned_record(...)`` (never raises: submitit loses
-exception types); the sweeper tells it PRUNED.
+The sweeper builds each trial's :class:`TrialReporter` (where the trial lives, the pruner, the objective it
+reports) and hands it to the launcher, which pickles it inside the HMAC-signed trial payload: it travels as data,
+never as an environment variable or an import path. The launch layer injects it around the task function
+(``sweep.reporting.use_reporter``), so training code reads it with ``sweep.reporting.current_reporter`` and never
+imports this module. Without a pruner the payload carries no reporter, and the worker imports neither this
+module nor optuna. A pruned job RETURNS ``pruned_record(...)`` (never raises: submitit loses exception types);
+the sweeper tells it PRUNED.
 """
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import optuna
+from sweep.reporting import pruned_record  # noqa: F401 - re-exported for jobs
+from sweep.study.objectives import Objective, ObjectiveError
 
-from sweep.reporting import ENV_REPORTER, pruned_record  # noqa: F401 - pruned_record: re-exported for jobs
+if TYPE_CHECKING:
+    import optuna
 
-ENV_STORAGE, ENV_STUDY, ENV_TRIAL_ID, ENV_TRIAL_NUMBER, ENV_PRUNER = (
-    "SWEEP_STUDY_STORAGE", "SWEEP_STUDY_NAME", "SWEEP_TRIAL_ID", "SWEEP_TRIAL_NUMBER", "SWEEP_PRUNER")
-# what the launch layer calls (by name, it never imports the study) to build the reporter it hands to the job
-REPORTER_FACTORY = "sweep.study.pruning:reporter_from_env"
+# the trial's names in the job's environment, for trackers' tags (``sweep.integrations.trackers``)
+ENV_STUDY, ENV_TRIAL_NUMBER = "SWEEP_STUDY_NAME", "SWEEP_TRIAL_NUMBER"
 
 
 @dataclass(frozen=True)
@@ -35,55 +35,68 @@ class TrialContext:
     pruner: Optional[dict[str, Any]] = None  # {"name": ..., "options": {...}}
 
     def to_env(self) -> dict[str, str]:
-        return {ENV_STORAGE: self.storage_url, ENV_STUDY: self.study_name, ENV_TRIAL_ID: str(self.trial_id),
-                ENV_TRIAL_NUMBER: str(self.trial_number), ENV_PRUNER: json.dumps(self.pruner or {}),
-                ENV_REPORTER: REPORTER_FACTORY}
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Optional["TrialContext"]:
-        env = os.environ if env is None else env
-        if ENV_STUDY not in env or ENV_TRIAL_ID not in env:
-            return None
-        return cls(env[ENV_STORAGE], env[ENV_STUDY], int(env[ENV_TRIAL_ID]), int(env[ENV_TRIAL_NUMBER]),
-                   json.loads(env.get(ENV_PRUNER) or "{}") or None)
+        """The trial's names for the job's environment (trackers tag runs with them); the reporter itself
+        travels in the payload."""
+        return {ENV_STUDY: self.study_name, ENV_TRIAL_NUMBER: str(self.trial_number)}
 
 
 class TrialReporter:
-    """``report(value, step) -> should_prune`` for the trial this job runs."""
+    """``report(value, step) -> should_prune`` for one trial, built by the sweeper and pickled into the signed
+    payload. It holds data only (the trial's coordinates, the pruner spec, the objective): the study is opened
+    on the first report, in the worker, with the storage password from the worker's environment
+    (``SWEEP_STORAGE_PASSWORD``), so neither a connection nor a password is ever pickled."""
 
-    def __init__(self, ctx: TrialContext) -> None:
-        from sweep.study.samplers import make_pruner
-        from sweep.study.storage import make_storage
+    def __init__(self, context: TrialContext, objective: Optional[Objective] = None) -> None:
+        from sweep.study.storage import split_password
 
-        pruner = make_pruner((ctx.pruner or {}).get("name"), (ctx.pruner or {}).get("options"))
-        self.context = ctx
-        self.study = optuna.load_study(study_name=ctx.study_name, storage=make_storage(ctx.storage_url),
-                                       pruner=pruner)
-        self.trial = optuna.trial.Trial(self.study, ctx.trial_id)
+        bare = split_password(context.storage_url)[0]
+        if bare != context.storage_url:  # defensive: the payload is a file on disk
+            context = TrialContext(bare, context.study_name, context.trial_id, context.trial_number, context.pruner)
+        self.context, self.objective = context, objective
+        self._trial: Optional["optuna.trial.Trial"] = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"context": self.context, "objective": self.objective}  # never the open study
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self.context, self.objective, self._trial = state["context"], state.get("objective"), None
+
+    @property
+    def trial(self) -> "optuna.trial.Trial":
+        """The trial in the study, opened on first use (in the worker, not in the driver that built this)."""
+        if self._trial is None:
+            import optuna
+
+            from sweep.study.samplers import make_pruner
+            from sweep.study.storage import make_storage
+
+            ctx = self.context
+            pruner = make_pruner((ctx.pruner or {}).get("name"), (ctx.pruner or {}).get("options"))
+            study = optuna.load_study(study_name=ctx.study_name, storage=make_storage(ctx.storage_url),
+                                      pruner=pruner)
+            self._trial = optuna.trial.Trial(study, ctx.trial_id)
+        return self._trial
 
     def report(self, value: float, step: int) -> bool:
         self.trial.report(float(value), int(step))
         return self.trial.should_prune()
 
     def report_metrics(self, metrics: Mapping[str, Any], step: int) -> Optional[float]:
-        """Report the study's objective computed from one monitoring row; returns the value when the pruner
-        says stop, else None. Rows without a finite objective value are not reported."""
-        spec = (self.context.pruner or {}).get("objective")
-        if not spec:
+        """Report the study's objective (``Objective.value``, as the sweeper tells it) from one monitoring row;
+        returns the value when the pruner says stop, else None. Rows without a finite objective value are not
+        reported, nor is anything for a multi-objective study (no objective: Optuna prunes single ones only)."""
+        if self.objective is None:
             return None
-        from sweep.study.objectives import Objective, ObjectiveError
-
-        objective = Objective(metric=spec["metric"], target=spec.get("target"))
         try:
-            value = objective.value(metrics)
+            value = self.objective.value(metrics)
         except ObjectiveError:
             return None
         return value if self.report(value, step) else None
 
 
-def reporter_from_env() -> Optional[TrialReporter]:
-    """The reporter of the trial this process runs, or None outside a sweep or when the sweep has no pruner."""
-    ctx = TrialContext.from_env()
-    if ctx is None or (ctx.pruner or {}).get("name", "none") in (None, "none"):
+def trial_reporter(context: TrialContext, objective: Optional[Objective] = None) -> Optional[TrialReporter]:
+    """The reporter the sweeper puts in a trial's payload, or None when the sweep has no pruner (the worker then
+    imports neither the study layer nor optuna)."""
+    if (context.pruner or {}).get("name", "none") in (None, "none"):
         return None
-    return TrialReporter(ctx)
+    return TrialReporter(context, objective)

@@ -6,19 +6,23 @@ One row per trial: ``trial``, ``state``, ``method``, ``params_<name>``, one colu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
-import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
+from sweep.study import attrs as schema
 from sweep.study.progress import progress_line as _progress_line
 from sweep.study.storage import as_storage, find_study
+from sweep.study.trial_rows import TrialRow, read_trials
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where used: `sweep progress` needs no pandas (~0.4 s)
 
 METRIC_PREFIX = "metric_"  # user attrs holding the record's metrics
 BASE_COLUMNS = ["trial", "state", "method"]
-TAIL_COLUMNS = ["record_path", "run_dir", "job_id", "failure_reason", "duration_s"]
+TAIL_COLUMNS = [schema.RECORD_PATH, schema.RUN_DIR, schema.JOB_ID, schema.FAILURE_REASON, "duration_s"]
 
 
 def load_study(storage: str | BaseStorage | None, study_name: str) -> optuna.Study:
@@ -29,9 +33,9 @@ def load_study(storage: str | BaseStorage | None, study_name: str) -> optuna.Stu
     return optuna.load_study(study_name=study_name, storage=opened)
 
 
-def trial_row(trial: FrozenTrial, n_objectives: int) -> dict[str, Any]:
+def trial_row(trial: FrozenTrial | TrialRow, n_objectives: int) -> dict[str, Any]:
     attrs = trial.user_attrs
-    row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name, "method": attrs.get("method")}
+    row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name, "method": attrs.get(schema.METHOD)}
     row.update({f"params_{k}": v for k, v in trial.params.items()})
     row.update({k[len(METRIC_PREFIX):]: v for k, v in attrs.items() if k.startswith(METRIC_PREFIX)})
     values = trial.values or [None] * n_objectives
@@ -44,9 +48,11 @@ def trial_row(trial: FrozenTrial, n_objectives: int) -> dict[str, Any]:
 
 def trials_dataframe(storage: str | BaseStorage | None, study_name: str) -> pd.DataFrame:
     """All trials of a study as the table in docs/ARCHITECTURE.md (columns stable even with no trial)."""
+    import pandas as pd
+
     study = load_study(storage, study_name)
     n_obj = len(study.directions)
-    rows = [trial_row(t, n_obj) for t in study.get_trials(deepcopy=False)]
+    rows = [trial_row(t, n_obj) for t in read_trials(schema.storage_of(study), schema.study_id_of(study))]
     frame = pd.DataFrame(rows)
     fixed = BASE_COLUMNS + [f"objective_{i}" for i in range(n_obj)] + TAIL_COLUMNS
     for col in fixed:
@@ -74,10 +80,18 @@ def export_results(storage: str | BaseStorage | None, study_name: str, out: Path
 def progress_line(storage: str | BaseStorage | None, study_name: str) -> str:
     """The driver's progress line for a stored study (``sweep results --progress``), labels and target count
     taken from the study's user attrs."""
-    study = load_study(storage, study_name)
+    return progress_of(load_study(storage, study_name))
+
+
+def progress_of(study: optuna.Study) -> str:
+    """``progress_line`` of an opened study; on an RDB storage only the states, values and failure reasons
+    are read (what the line shows), not whole trials."""
     n_obj = len(study.directions)
-    labels = study.user_attrs.get("objectives") or [f"objective_{i}" for i in range(n_obj)]
-    return _progress_line(study.get_trials(deepcopy=False), study.directions, labels, study.user_attrs.get("n_trials"))
+    attrs = study.user_attrs
+    labels = attrs.get(schema.OBJECTIVES) or [f"objective_{i}" for i in range(n_obj)]
+    trials = read_trials(schema.storage_of(study), schema.study_id_of(study), attr_keys=[schema.FAILURE_REASON],
+                         params=False)
+    return _progress_line(trials, study.directions, labels, attrs.get(schema.N_TRIALS))
 
 
 STATE_COLUMNS = ("complete", "running", "waiting", "fail", "pruned")
@@ -87,18 +101,20 @@ def study_counts(storage: str | BaseStorage | None) -> pd.DataFrame:
     """One row per study of a storage: trial counts by state (``requeued``: failed for a reason outside the
     trial and run again under a new number, so not in ``fail``), the target n_trials and the sweep dir.
     Read-only: a missing storage file raises ``StudyNotFoundError`` and nothing is created."""
+    import pandas as pd
+
     from sweep.study.resume import is_counted
 
     opened = as_storage(storage, create=False)
     rows = []
     for summary in opened.get_all_studies():
-        trials = opened.get_all_trials(summary._study_id, deepcopy=False)
+        trials = opened.get_all_trials(schema.study_id_of(summary), deepcopy=False)
         counted = [t for t in trials if is_counted(t)]
         row: dict[str, Any] = {"study": summary.study_name, "trials": len(counted)}
         row.update({state: sum(t.state.name.lower() == state for t in counted) for state in STATE_COLUMNS})
         row["requeued"] = len(trials) - len(counted)
-        row["n_trials"] = summary.user_attrs.get("n_trials")
-        row["sweep_dir"] = summary.user_attrs.get("sweep_dir")
+        row["n_trials"] = summary.user_attrs.get(schema.N_TRIALS)
+        row["sweep_dir"] = schema.sweep_dir_of(summary)
         rows.append(row)
     columns = ["study", "trials", *STATE_COLUMNS, "requeued", "n_trials", "sweep_dir"]
     frame = pd.DataFrame(rows, columns=columns)

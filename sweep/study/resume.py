@@ -24,16 +24,18 @@ from typing import Any, Optional
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-DRIVER_ATTR = "driver"  # trial user attr: id of the driver that asked it
-HEARTBEAT_ATTR = "driver_heartbeat"  # study user attr: time.time() of the holder's last heartbeat (0: released)
+from sweep.errors import SweepError
+from sweep.study import attrs as schema
+
+DRIVER_ATTR, HEARTBEAT_ATTR = schema.DRIVER, schema.HEARTBEAT  # the keys are named in sweep.study.attrs
 LOST_PREFIX = "driver lost"
 NOT_TRIAL_FAULT = "not the trial's fault"  # unsafe folder, full disk, refused submission: retried on the next run
-FAILURE_REASON = "failure_reason"
+FAILURE_REASON = schema.FAILURE_REASON
 DEFAULT_HEARTBEAT_S, DEFAULT_TIMEOUT_S = 10.0, 60.0
 log = logging.getLogger("sweep.study")
 
 
-class DriverConflictError(RuntimeError):
+class DriverConflictError(SweepError, RuntimeError):
     """Another live driver already drives this study."""
 
 
@@ -57,7 +59,7 @@ class DriverInfo:
         return cls(host, int(pid), start)
 
     def as_attrs(self) -> dict[str, Any]:
-        return {"driver_id": self.id, "driver_host": self.host, "driver_pid": self.pid, "driver_start": self.start}
+        return {schema.DRIVER_ID: self.id, "driver_host": self.host, "driver_pid": self.pid, "driver_start": self.start}
 
 
 def pid_alive(pid: int) -> bool:
@@ -84,21 +86,21 @@ def claim_study(study: optuna.Study, me: DriverInfo, timeout_s: float = DEFAULT_
     ``settle_s`` > 0 re-reads the claim after that long: of two drivers claiming at once, the one whose write
     came first sees the other's id and steps back, so at most one proceeds."""
     attrs = study.user_attrs
-    previous = attrs.get("driver_id")
+    previous = attrs.get(schema.DRIVER_ID)
     if previous and previous != me.id and holder_alive(attrs, timeout_s):
         raise DriverConflictError(_conflict_message(study.study_name, attrs, timeout_s))
     for key, value in {**me.as_attrs(), HEARTBEAT_ATTR: time.time()}.items():
         study.set_user_attr(key, value)
     if settle_s > 0:
         time.sleep(settle_s)
-        now = study._storage.get_study_user_attrs(study._study_id)
-        if now.get("driver_id") != me.id:
+        now = schema.fresh_study_attrs(study)
+        if now.get(schema.DRIVER_ID) != me.id:
             raise DriverConflictError(_conflict_message(study.study_name, now, timeout_s))
 
 
 def _conflict_message(name: str, attrs: Mapping[str, Any], timeout_s: float) -> str:
     age = time.time() - float(attrs.get(HEARTBEAT_ATTR) or 0.0)
-    return (f"study '{name}' is driven by a live process ({attrs.get('driver_id')}, last heartbeat {age:.0f} s "
+    return (f"study '{name}' is driven by a live process ({attrs.get(schema.DRIVER_ID)}, last heartbeat {age:.0f} s "
             f"ago); it counts as lost after {timeout_s:.0f} s without one (hydra.sweeper.driver_timeout_s). "
             f"Stop it first or use another hydra.sweeper.study_name")
 
@@ -106,7 +108,7 @@ def _conflict_message(name: str, attrs: Mapping[str, Any], timeout_s: float) -> 
 def holder_alive(attrs: Mapping[str, Any], timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
     """Is the study's holder alive? Its own host's pid table answers at once when the pid is gone; otherwise
     (any host) its heartbeat must be fresher than ``timeout_s``."""
-    driver_id = attrs.get("driver_id")
+    driver_id = attrs.get(schema.DRIVER_ID)
     if not driver_id:
         return False
     try:
@@ -124,7 +126,7 @@ def holder_alive(attrs: Mapping[str, Any], timeout_s: float = DEFAULT_TIMEOUT_S)
 def release_study(study: optuna.Study, me: DriverInfo) -> None:
     """A driver that stops cleanly ends its heartbeat, so the next one need not wait for it to go stale."""
     try:
-        if study._storage.get_study_user_attrs(study._study_id).get("driver_id") == me.id:
+        if schema.fresh_study_attrs(study).get(schema.DRIVER_ID) == me.id:
             study.set_user_attr(HEARTBEAT_ATTR, 0.0)
     except Exception as err:  # noqa: BLE001 - the storage may be gone at exit: the heartbeat then goes stale
         log.warning("[sweep] could not release study '%s': %s", study.study_name, err)
@@ -156,7 +158,7 @@ class Heartbeat:
             try:
                 storage = storage or self.storage_factory()
                 study_id = storage.get_study_id_from_name(self.study_name)
-                if storage.get_study_user_attrs(study_id).get("driver_id") != self.me.id:
+                if storage.get_study_user_attrs(study_id).get(schema.DRIVER_ID) != self.me.id:
                     self.superseded.set()
                     return
                 storage.set_study_user_attr(study_id, HEARTBEAT_ATTR, time.time())
@@ -185,7 +187,7 @@ def recover_lost_trials(study: optuna.Study, me: DriverInfo,
 def requeue(study: optuna.Study, trial: FrozenTrial, why: str = LOST_PREFIX) -> int:
     """Fail a RUNNING trial with ``<why>: requeued as trial N`` and enqueue its params as trial N."""
     new_number = _enqueue_copy(study, trial)
-    study._storage.set_trial_user_attr(trial._trial_id, FAILURE_REASON, f"{why}: requeued as trial {new_number}")
+    schema.set_trial_attr(study, trial, FAILURE_REASON, f"{why}: requeued as trial {new_number}")
     study.tell(trial.number, state=TrialState.FAIL)
     return new_number
 
@@ -195,7 +197,7 @@ def drop_unsubmitted(study: optuna.Study, trial: FrozenTrial) -> None:
     partly stored (the kill can land between ``ask`` and the last ``suggest``), so they are not requeued; the
     sampler proposes afresh. ``is_counted`` leaves it out of ``n_trials``."""
     reason = f"{LOST_PREFIX} before submission: nothing ran; its proposal is dropped"
-    study._storage.set_trial_user_attr(trial._trial_id, FAILURE_REASON, reason)
+    schema.set_trial_attr(study, trial, FAILURE_REASON, reason)
     study.tell(trial.number, state=TrialState.FAIL)
 
 
@@ -205,13 +207,13 @@ def _owner_alive(owner: str, study_attrs: Mapping[str, Any], timeout_s: float) -
         info = DriverInfo.parse(owner)
     except ValueError:
         return False
-    if owner == study_attrs.get("driver_id"):
+    if owner == study_attrs.get(schema.DRIVER_ID):
         return holder_alive(study_attrs, timeout_s)
     return info.host == socket.gethostname() and pid_alive(info.pid)
 
 
 def _enqueue_copy(study: optuna.Study, trial: FrozenTrial) -> int:
-    study.enqueue_trial(dict(trial.params), user_attrs={"requeued_from": trial.number}, skip_if_exists=False)
+    study.enqueue_trial(dict(trial.params), user_attrs={schema.REQUEUED_FROM: trial.number}, skip_if_exists=False)
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     return max(t.number for t in waiting)
 

@@ -8,13 +8,14 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.errors import SweepError
 from sweep.study.search_space import SearchSpace
 
 SAMPLER_NAMES = ("tpe", "random", "grid", "cmaes", "nsgaii")
 PRUNER_NAMES = ("none", "median", "percentile", "successive_halving", "hyperband", "threshold")
 
 
-class SamplerConfigError(ValueError):
+class SamplerConfigError(SweepError, ValueError):
     """Unknown sampler/pruner name, or one that cannot serve this study."""
 
 

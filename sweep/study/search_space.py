@@ -20,6 +20,8 @@ from typing import Any
 
 import optuna
 
+from sweep.errors import SweepError
+
 PARAM_TYPES = ("float", "int", "categorical")
 _ALLOWED_KEYS = {
     "float": {"type", "low", "high", "log", "step", "when", "grid"},
@@ -29,7 +31,7 @@ _ALLOWED_KEYS = {
 MAX_COMBINATIONS = 512  # categorical combinations composed before the sweep; beyond this the space is refused
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(SweepError, ValueError):
     """A search space that cannot be sampled; the message names the param, the field and the allowed values."""
 
 

@@ -16,13 +16,14 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from sweep.errors import SweepError
 from sweep.safety import unique_suffix
 
 CHECKPOINT_NAME = "last.pt"
 _NDARRAY = "__ndarray__"  # {"__ndarray__": tensor}: a numpy array, restored as one on load
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SweepError, ValueError):
     """A checkpoint that is not plain data (or not a checkpoint): refused, never unpickled as code."""
 
 

@@ -29,11 +29,11 @@ from sweep.train.checkpoint import checkpoint_path, load_checkpoint, save_checkp
 from sweep.train.distributed import Dist
 from sweep.train.distributed import init as init_distributed
 from sweep.train.distributed import shutdown as shutdown_distributed
-from sweep.train.monitor import extract_batch, monitor_row
+from sweep.train.epoch_metrics import extract_batch, monitor_row
 from sweep.train.optim import build_optimizer, build_scheduler
 from sweep.train.records import build_record, write_monitor_csv, write_record
 from sweep.train.splits import SplitIndices, make_splits
-from sweep.train.validate import validate_train_config
+from sweep.train.config_check import validate_train_config
 
 # Per-epoch generators are seeded with seed * stride + epoch, so a resumed epoch replays exactly; each DDP rank
 # shifts its augmentation seed by rank * RANK_SEED_STRIDE (rank 0 draws what a single process draws).

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from sweep.config.schema import BackboneConfig, DataConfig, RiskConfig
+from sweep.errors import SweepError
 from sweep.jsonio import write_json_atomic
 from sweep.readout._inputs import resolve_device
 
@@ -35,7 +36,7 @@ SPLITS = ("train", "val", "test")
 EPOCH_SEED_STRIDE = 1_000_003
 
 
-class ReferenceError(ValueError):
+class ReferenceBuildError(SweepError, ValueError):
     """The reference cannot be trained or does not match a trial; the message names the field or file."""
 
 
@@ -56,17 +57,17 @@ def _as_config(cfg: DictConfig | Mapping[str, Any]) -> DictConfig:
 
 
 def _typed(schema: type, node: Any, field: str) -> Any:
-    """``node`` merged over its schema: unknown keys or wrong types raise ReferenceError naming ``field``."""
+    """``node`` merged over its schema: unknown keys or wrong types raise ReferenceBuildError naming ``field``."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node if node is not None else {})
         return OmegaConf.to_object(merged)
     except Exception as exc:  # noqa: BLE001 - OmegaConf raises several error types
-        raise ReferenceError(f"{field}: not a valid {schema.__name__} ({exc})") from exc
+        raise ReferenceBuildError(f"{field}: not a valid {schema.__name__} ({exc})") from exc
 
 
 def _positive(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ReferenceError(f"{field}={value!r} is not allowed; use an integer >= 1")
+        raise ReferenceBuildError(f"{field}={value!r} is not allowed; use an integer >= 1")
     return value
 
 
@@ -78,9 +79,9 @@ def resolve_recipe(cfg: DictConfig | Mapping[str, Any], epochs: Optional[int] = 
     n_epochs = n_epochs if n_epochs is not None else cfg.get("epochs")
     batch = risk.reference_batch_size if risk.reference_batch_size is not None else cfg.get("batch_size")
     if not float(risk.reference_lr) > 0:
-        raise ReferenceError(f"risk.reference_lr={risk.reference_lr!r} is not allowed; use a float > 0")
+        raise ReferenceBuildError(f"risk.reference_lr={risk.reference_lr!r} is not allowed; use a float > 0")
     if not float(risk.reference_weight_decay) >= 0:
-        raise ReferenceError(f"risk.reference_weight_decay={risk.reference_weight_decay!r} is not allowed; "
+        raise ReferenceBuildError(f"risk.reference_weight_decay={risk.reference_weight_decay!r} is not allowed; "
                              "use a float >= 0")
     return ReferenceRecipe(epochs=_positive(n_epochs, "reference epochs"), lr=float(risk.reference_lr),
                            weight_decay=float(risk.reference_weight_decay),
@@ -160,7 +161,7 @@ def reference_rows(cfg: DictConfig | Mapping[str, Any]) -> tuple[Rows, Rows, int
 
 
 def check_labels(labels: Mapping[str, np.ndarray], features_dir: str | Path) -> None:
-    """Raise ReferenceError unless ``labels`` equal ``<features_dir>/<split>_labels.npy`` for every split
+    """Raise ReferenceBuildError unless ``labels`` equal ``<features_dir>/<split>_labels.npy`` for every split
     present there: equal label arrays are how we know the rows are the same, in the same order."""
     for split, ours in labels.items():
         path = Path(features_dir) / f"{split}_labels.npy"
@@ -168,7 +169,7 @@ def check_labels(labels: Mapping[str, np.ndarray], features_dir: str | Path) -> 
             continue
         theirs = np.load(path)
         if theirs.shape != np.shape(ours) or not np.array_equal(theirs, ours):
-            raise ReferenceError(f"{split} rows differ from {path} (shapes {np.shape(ours)} vs "
+            raise ReferenceBuildError(f"{split} rows differ from {path} (shapes {np.shape(ours)} vs "
                                  f"{theirs.shape}): the trial's features are not of the rows its data config "
                                  "gives `sweep train` (a trainer with its own data pipeline?), so no supervised "
                                  "reference can be paired with them row for row")
@@ -203,7 +204,7 @@ def fit_supervised(backbone: nn.Module, head: nn.Linear, x: torch.Tensor, y: tor
             batch = order[b * bs : (b + 1) * bs]
             loss = nn.functional.cross_entropy(head(backbone(x[batch])), y[batch])
             if not torch.isfinite(loss):
-                raise ReferenceError(f"reference training diverged: loss={float(loss)} at epoch {epoch}; "
+                raise ReferenceBuildError(f"reference training diverged: loss={float(loss)} at epoch {epoch}; "
                                      f"lower risk.reference_lr (now {recipe.lr})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

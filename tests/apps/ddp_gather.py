@@ -1,6 +1,6 @@
 """Run under ``torchrun --nproc_per_node 2`` (gloo, CPU): each rank computes the batch-statistic losses on its
 share of one global batch through ``global_batch`` and saves the loss and its gradient w.r.t. its rows, for
-tests/test_ddp.py to compare with the single-process loss on the whole batch."""
+tests/train/test_ddp.py to compare with the single-process loss on the whole batch."""
 from __future__ import annotations
 
 import sys

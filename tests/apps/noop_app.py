@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 
 def validate(cfg: DictConfig) -> None:
-    """Validation hook used by the tests (stands in for sweep.train.validate.validate_train_config)."""
+    """Validation hook used by the tests (stands in for sweep.train.config_check.validate_train_config)."""
     if cfg.sleep < 0:
         raise ValueError(f"sleep={cfg.sleep}: must be >= 0")
     if cfg.method.name == "simclr" and not 0.0 < cfg.method.temperature <= 1.0:
@@ -40,10 +40,10 @@ def record(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="conf", config_name="noop")
 def main(cfg: DictConfig) -> dict:
     if cfg.mode == "prune":
-        from sweep.study.pruning import pruned_record, reporter_from_env
+        from sweep.reporting import current_reporter, pruned_record
 
-        reporter = reporter_from_env()
-        assert reporter is not None, "pruning context missing from the trial's environment"
+        reporter = current_reporter()
+        assert reporter is not None, "no pruning reporter in the trial's payload"
         for step in range(3):
             if reporter.report(float(cfg.x) * (step + 1), step):
                 return pruned_record(step, float(cfg.x))

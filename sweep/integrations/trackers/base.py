@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from sweep.errors import SweepError
 from sweep.registry import Registry
 from sweep.safety import password_span, redact_text, register_secret
 
@@ -39,7 +40,7 @@ NOT_PARAMS = ("tracking", "run_dir")  # config keys that say where a run went, n
 OBJECTIVE_PREFIX = "objective/"
 
 
-class TrackingError(ValueError):
+class TrackingError(SweepError, ValueError):
     """The tracking settings cannot work (a password in the URI, a URI the backend refuses, its package
     missing): raised before a run trains or a sweep submits anything."""
 
