@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from sweep.errors import SweepError
+from sweep.safety import one_line_message
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -558,16 +559,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # a field and its allowed values): one line and exit 2; anything else is a bug and keeps its traceback
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"sweep {args.command}: {_one_line(err)}", file=sys.stderr)
+        print(f"sweep {args.command}: {one_line_message(err)}", file=sys.stderr)
         return 2
-
-
-def _one_line(err: BaseException) -> str:
-    """The error's message on one line, any password in it masked."""
-    from sweep.safety import redact_text
-
-    text = str(err.args[0]) if len(err.args) == 1 else str(err)  # a KeyError's str() would add quotes
-    return redact_text(" ".join(line.strip() for line in text.splitlines() if line.strip()))
 
 
 if __name__ == "__main__":

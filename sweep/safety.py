@@ -94,6 +94,13 @@ def redact_text(text: str) -> str:
     return CREDENTIALS.sub(lambda m: f"{m.group('head')}{MASK}{m.group('at')}", text)
 
 
+def one_line_message(err: BaseException) -> str:
+    """An error's message as the one line a command prints instead of a traceback: its lines joined, any
+    password masked (``args[0]`` when it is the only one: a ``KeyError``'s ``str()`` would add quotes)."""
+    text = str(err.args[0]) if len(err.args) == 1 else str(err)
+    return redact_text(" ".join(line.strip() for line in text.splitlines() if line.strip()))
+
+
 class UnsafeFolderError(SweepError, PermissionError):
     """A folder that another user could write: nothing executable is read from it."""
 

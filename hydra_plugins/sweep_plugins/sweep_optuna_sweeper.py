@@ -44,7 +44,7 @@ def one_line_exit(err: Exception) -> NoReturn:
     """A config error (exit 2) or a sweep stopped for a reason it names (exit 1) is one line on stderr, not a
     traceback; ``HYDRA_FULL_ERROR=1`` keeps the traceback. Anything else is raised as it is (a bug)."""
     from sweep.config.sweeper_settings import SweepConfigError
-    from sweep.safety import UnsafeFolderError, redact_text
+    from sweep.safety import UnsafeFolderError, one_line_message
     from sweep.study.journal import JournalCorruptError
     from sweep.study.resume import DriverConflictError
     from sweep.study.storage import StorageError
@@ -56,6 +56,5 @@ def one_line_exit(err: Exception) -> NoReturn:
     if os.environ.get("HYDRA_FULL_ERROR") == "1" or not isinstance(err, (*config_errors, *stops)):
         raise err
     kind = "config error" if isinstance(err, config_errors) else "stopped"
-    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
-    print(f"[sweep] {kind}: {redact_text(text)}", file=sys.stderr, flush=True)
+    print(f"[sweep] {kind}: {one_line_message(err)}", file=sys.stderr, flush=True)
     raise SystemExit(EXIT_CONFIG if isinstance(err, config_errors) else EXIT_STOPPED) from None

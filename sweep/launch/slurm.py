@@ -48,8 +48,8 @@ class TrialJob(submitit.helpers.Checkpointable):
 
 class SubmititHandle:
     def __init__(self, job: submitit.Job, run_dir: str, results_timeout_s: float) -> None:
-        self.job, self.run_dir, self.results_timeout_s = job, run_dir, results_timeout_s
-        self.job._results_timeout_s = results_timeout_s  # submitit waits 15 s for a crashed job's result file
+        self.job, self.run_dir = job, run_dir
+        self.results_timeout_s = results_timeout_s  # how long a finished job's result file may take to show
 
     @property
     def job_id(self) -> str:
@@ -101,6 +101,7 @@ def _task_result(task: submitit.Job, timeout_s: float) -> Any:
     try:
         blob = read_private(path)
     except FileNotFoundError:
+        task._results_timeout_s = 0.0  # waited above already: submitit only words the error from the job's log
         return task.result()
     except OSError as err:
         if err.errno in (errno.ELOOP, errno.ENOTDIR):  # O_NOFOLLOW met a symlink where the folder was

@@ -23,7 +23,6 @@ from sweep.launch.outcome import (
 log = logging.getLogger("sweep.study")
 
 
-SUBMITTING_ATTR = schema.SUBMITTING  # before sbatch: how a later driver finds the job (see _record_intents)
 
 
 NOT_TRIAL_FAULT_MARKERS = (DISK_FULL, "refused:", "submit failed:", "UnsafeFolderError", "UntrustedPickleError")
@@ -40,7 +39,7 @@ def _record_intents(items: Sequence[tuple[Trial, Any]], intents: Sequence[Mappin
     """Before the launcher starts anything: per trial, how a later driver finds its job (job name, array
     index, folder) and its run dir (where a finished result is read): the submit window loses no job."""
     for (trial, _), intent in zip(items, intents):
-        trial.set_user_attr(SUBMITTING_ATTR, dict(intent))
+        trial.set_user_attr(schema.SUBMITTING, dict(intent))
         if intent.get("run_dir"):
             trial.set_user_attr(schema.RUN_DIR, str(intent["run_dir"]))
 

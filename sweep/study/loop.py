@@ -43,7 +43,6 @@ from sweep.study.adoption import (
     not_trial_fault,
 )
 from sweep.study import attrs as schema
-from sweep.study.attrs import set_user_attrs
 from sweep.study.objectives import (
     Objective,
     ObjectiveError,
@@ -211,9 +210,9 @@ class _Loop:
                                                  reporters=[reporters[i] for i in group] if reporters else None)
             for (trial, params), handle in zip(items, handles):
                 # what a later driver needs to re-attach to this job: one storage round trip
-                set_user_attrs(self.study, trial, {schema.JOB_ID: str(handle.job_id),
-                                                   schema.RUN_DIR: str(handle.run_dir),
-                                                   **(getattr(handle, "adoption", None) or {})})
+                schema.set_user_attrs(self.study, trial, {schema.JOB_ID: str(handle.job_id),
+                                                          schema.RUN_DIR: str(handle.run_dir),
+                                                          **(getattr(handle, "adoption", None) or {})})
                 self.running[trial.number] = _Running(trial, handle, params)
 
     def _resume_overrides(self, trial: Trial) -> list[str]:
@@ -365,7 +364,7 @@ class _Loop:
             state = TrialState.PRUNED
         if state != TrialState.COMPLETE:
             attrs[schema.FAILURE_REASON] = outcome.failure_reason or outcome.status
-        set_user_attrs(self.study, trial, attrs)
+        schema.set_user_attrs(self.study, trial, attrs)
         self.study.tell(trial, values, state=state)
         return state
 

@@ -27,10 +27,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep.errors import SweepError
 from sweep.study import attrs as schema
 
-DRIVER_ATTR, HEARTBEAT_ATTR = schema.DRIVER, schema.HEARTBEAT  # the keys are named in sweep.study.attrs
 LOST_PREFIX = "driver lost"
 NOT_TRIAL_FAULT = "not the trial's fault"  # unsafe folder, full disk, refused submission: retried on the next run
-FAILURE_REASON = schema.FAILURE_REASON
 DEFAULT_HEARTBEAT_S, DEFAULT_TIMEOUT_S = 10.0, 60.0
 log = logging.getLogger("sweep.study")
 
@@ -75,7 +73,7 @@ def pid_alive(pid: int) -> bool:
 def is_counted(trial: FrozenTrial) -> bool:
     """Trials that count towards n_trials: all but those failed for a reason outside the trial (their driver
     died, the folder was unsafe, the disk full, the submission refused): those were requeued."""
-    reason = str(trial.user_attrs.get(FAILURE_REASON) or "")
+    reason = str(trial.user_attrs.get(schema.FAILURE_REASON) or "")
     return not (trial.state == TrialState.FAIL and reason.startswith((LOST_PREFIX, NOT_TRIAL_FAULT)))
 
 
@@ -89,7 +87,7 @@ def claim_study(study: optuna.Study, me: DriverInfo, timeout_s: float = DEFAULT_
     previous = attrs.get(schema.DRIVER_ID)
     if previous and previous != me.id and holder_alive(attrs, timeout_s):
         raise DriverConflictError(_conflict_message(study.study_name, attrs, timeout_s))
-    for key, value in {**me.as_attrs(), HEARTBEAT_ATTR: time.time()}.items():
+    for key, value in {**me.as_attrs(), schema.HEARTBEAT: time.time()}.items():
         study.set_user_attr(key, value)
     if settle_s > 0:
         time.sleep(settle_s)
@@ -99,7 +97,7 @@ def claim_study(study: optuna.Study, me: DriverInfo, timeout_s: float = DEFAULT_
 
 
 def _conflict_message(name: str, attrs: Mapping[str, Any], timeout_s: float) -> str:
-    age = time.time() - float(attrs.get(HEARTBEAT_ATTR) or 0.0)
+    age = time.time() - float(attrs.get(schema.HEARTBEAT) or 0.0)
     return (f"study '{name}' is driven by a live process ({attrs.get(schema.DRIVER_ID)}, last heartbeat {age:.0f} s "
             f"ago); it counts as lost after {timeout_s:.0f} s without one (hydra.sweeper.driver_timeout_s). "
             f"Stop it first or use another hydra.sweeper.study_name")
@@ -117,7 +115,7 @@ def holder_alive(attrs: Mapping[str, Any], timeout_s: float = DEFAULT_TIMEOUT_S)
         return False
     if info.host == socket.gethostname() and info.pid != os.getpid() and not pid_alive(info.pid):
         return False
-    beat = attrs.get(HEARTBEAT_ATTR)
+    beat = attrs.get(schema.HEARTBEAT)
     if beat is None:  # a holder from before heartbeats: alive only if its pid on this host is
         return info.host == socket.gethostname() and pid_alive(info.pid)
     return time.time() - float(beat) < timeout_s
@@ -127,7 +125,7 @@ def release_study(study: optuna.Study, me: DriverInfo) -> None:
     """A driver that stops cleanly ends its heartbeat, so the next one need not wait for it to go stale."""
     try:
         if schema.fresh_study_attrs(study).get(schema.DRIVER_ID) == me.id:
-            study.set_user_attr(HEARTBEAT_ATTR, 0.0)
+            study.set_user_attr(schema.HEARTBEAT, 0.0)
     except Exception as err:  # noqa: BLE001 - the storage may be gone at exit: the heartbeat then goes stale
         log.warning("[sweep] could not release study '%s': %s", study.study_name, err)
 
@@ -161,7 +159,7 @@ class Heartbeat:
                 if storage.get_study_user_attrs(study_id).get(schema.DRIVER_ID) != self.me.id:
                     self.superseded.set()
                     return
-                storage.set_study_user_attr(study_id, HEARTBEAT_ATTR, time.time())
+                storage.set_study_user_attr(study_id, schema.HEARTBEAT, time.time())
             except Exception as err:  # noqa: BLE001 - a storage hiccup: try again next beat
                 log.warning("[sweep] heartbeat not written (%s); retrying in %.0f s", err, self.interval_s)
 
@@ -171,7 +169,7 @@ def lost_trials(study: optuna.Study, me: DriverInfo, timeout_s: float = DEFAULT_
     attrs = study.user_attrs
     lost = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = trial.user_attrs.get(DRIVER_ATTR)
+        owner = trial.user_attrs.get(schema.DRIVER)
         if owner == me.id or (owner and _owner_alive(str(owner), attrs, timeout_s)):
             continue
         lost.append(trial)
@@ -187,7 +185,7 @@ def recover_lost_trials(study: optuna.Study, me: DriverInfo,
 def requeue(study: optuna.Study, trial: FrozenTrial, why: str = LOST_PREFIX) -> int:
     """Fail a RUNNING trial with ``<why>: requeued as trial N`` and enqueue its params as trial N."""
     new_number = _enqueue_copy(study, trial)
-    schema.set_trial_attr(study, trial, FAILURE_REASON, f"{why}: requeued as trial {new_number}")
+    schema.set_trial_attr(study, trial, schema.FAILURE_REASON, f"{why}: requeued as trial {new_number}")
     study.tell(trial.number, state=TrialState.FAIL)
     return new_number
 
@@ -197,7 +195,7 @@ def drop_unsubmitted(study: optuna.Study, trial: FrozenTrial) -> None:
     partly stored (the kill can land between ``ask`` and the last ``suggest``), so they are not requeued; the
     sampler proposes afresh. ``is_counted`` leaves it out of ``n_trials``."""
     reason = f"{LOST_PREFIX} before submission: nothing ran; its proposal is dropped"
-    schema.set_trial_attr(study, trial, FAILURE_REASON, reason)
+    schema.set_trial_attr(study, trial, schema.FAILURE_REASON, reason)
     study.tell(trial.number, state=TrialState.FAIL)
 
 

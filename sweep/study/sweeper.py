@@ -40,7 +40,6 @@ from sweep.safety import secure_dir
 from sweep.study import attrs as schema
 from sweep.study import resume
 from sweep.study.adoption import (
-    SUBMITTING_ATTR,
     FinishedHandle,
     _adopt,
     _adopt_intent,
@@ -237,7 +236,7 @@ class AskTellSweeper:
         adopted = []
         for frozen in resume.lost_trials(study, self.me, self.settings.driver_timeout_s):
             attrs = frozen.user_attrs
-            intent = attrs.get(SUBMITTING_ATTR)
+            intent = attrs.get(schema.SUBMITTING)
             if not attrs.get(schema.JOB_ID) and not attrs.get(schema.SUBMITTED) and not intent:
                 # lost between ask and submit: its params may be partial and no job ever ran
                 resume.drop_unsubmitted(study, frozen)

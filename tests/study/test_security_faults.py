@@ -188,6 +188,7 @@ def test_unsafe_submit_folder_requeues_without_counting_and_the_rerun_runs_them(
 def test_a_lost_trials_finished_result_is_told_not_rerun(tmp_path: Path) -> None:
     """A driver died after its trial's job finished but before it told the result: the rerun tells that
     result (from the run dir's result.json) instead of throwing it away and running the trial again."""
+    from sweep.study import attrs as schema
     from sweep.study import resume
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
@@ -195,7 +196,7 @@ def test_a_lost_trials_finished_result_is_told_not_rerun(tmp_path: Path) -> None
     dead.wait()
     lost = resume.DriverInfo(resume.DriverInfo.current().host, dead.pid, "2026-01-01T00:00:00+00:00")
     study = optuna.create_study(study_name="t", storage=make_storage(storage), direction="maximize")
-    for key, value in {**lost.as_attrs(), resume.HEARTBEAT_ATTR: time.time() - 3600}.items():
+    for key, value in {**lost.as_attrs(), schema.HEARTBEAT: time.time() - 3600}.items():
         study.set_user_attr(key, value)
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0),
                        "method": optuna.distributions.CategoricalDistribution(["simclr", "mocov2", "byol"])})
@@ -203,7 +204,7 @@ def test_a_lost_trials_finished_result_is_told_not_rerun(tmp_path: Path) -> None
     run_dir.mkdir(parents=True)
     (tmp_path / "out").chmod(0o700)
     (run_dir / "result.json").write_text('{"status": "completed", "metrics": {"rankme": 12.5, "alpha": 1.1}}')
-    for key, value in {resume.DRIVER_ATTR: lost.id, "submitting": {"run_dir": str(run_dir)}, "job_id": "1",
+    for key, value in {schema.DRIVER: lost.id, "submitting": {"run_dir": str(run_dir)}, "job_id": "1",
                        "launcher": "local", "run_dir": str(run_dir)}.items():
         trial.set_user_attr(key, value)
     proc = _run(*base_overrides(tmp_path, storage), SPACE, "hydra.sweeper.n_trials=1")

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from sweep.study.attrs import HEARTBEAT as HEARTBEAT_ATTR
 from sweep.study.resume import (
-    HEARTBEAT_ATTR,
     DriverConflictError,
     DriverInfo,
     Heartbeat,
