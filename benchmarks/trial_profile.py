@@ -7,11 +7,15 @@ Driver side: the no-op sweep of benchmarks/overhead.py runs in this process with
 (compose, payload pickling + signing, process start / sbatch, storage writes and reads, progress lines, poll
 sleeps); totals are divided by the trials. Worker side (local launcher): ``python -m sweep.launch.worker`` on one
 of the sweep's payloads (the driver's HMAC key is fixed through SWEEP_WORKER_KEY, so it verifies), timing the
-interpreter with its imports (``-X importtime``), unpickling and the trial itself.
+interpreter with its imports (``-X importtime``), unpickling and the trial itself. Job side (SLURM launcher): each
+trial's job files give its timeline (``slurm_job_times``): pickle written -> ``srun`` start (log file created) ->
+submitit's "Starting" log line -> result pickle -> ``tell``.
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import itertools
 import os
 import re
 import secrets
@@ -54,7 +58,7 @@ def _instrument(backend: str) -> None:
     from optuna.storages import RDBStorage
 
     from sweep.launch import base, compose, trial
-    from sweep.study import sweeper
+    from sweep.study import loop, sweeper
 
     _wrap(trial, "compose_trial_config", "compose trial config (Hydra)")
     _wrap(base, "compose_trial_config", "compose trial config (Hydra)")
@@ -64,7 +68,7 @@ def _instrument(backend: str) -> None:
     _wrap(base, "_redacted_singleton_state", "Hydra singleton state (copy + redact)")
     _wrap(base.TrialLauncher, "payload", "payload: compose + redact + singleton state")
     _wrap(base.TrialLauncher, "intents", "submit intents (run dir)")
-    _wrap(sweeper, "progress_line", "progress line (counts + best)")
+    _wrap(loop, "progress_line", "progress line (counts + best)")
     if backend == "local":
         from sweep.launch import local
 
@@ -82,8 +86,8 @@ def _instrument(backend: str) -> None:
     _wrap(attrs, "_write_in_one_transaction", "storage: user attrs, several in one transaction")
     for method in ("set_trial_user_attr", "get_trial", "get_all_trials", "set_study_user_attr"):
         _wrap(RDBStorage, method, f"storage: {method}")
-    _wrap(sweeper.time, "sleep", "driver sleeps (poll interval, claim settle)")
-    _wrap(sweeper._Loop, "run", "whole trial loop (first ask -> last tell)")
+    _wrap(loop.time, "sleep", "driver sleeps (poll interval, claim settle)")
+    _wrap(loop._Loop, "run", "whole trial loop (first ask -> last tell)")
     _wrap(sweeper.AskTellSweeper, "prepare", "start-up: checks + validation composes")
     _wrap(sweeper.AskTellSweeper, "open_study", "start-up: open study + claim (settle sleep)")
     _wrap(sweeper, "_export_quietly", "end: export trials.parquet + csv")
@@ -130,6 +134,40 @@ def time_worker(payload: Path, runs: int) -> dict[str, float]:
             "  of which: bare interpreter start-up (python -c pass)": statistics.median(bare)}
 
 
+SLURM_PHASES = ("job: ask -> pickle written (compose, sbatch)", "job: pickle -> srun start (SLURM scheduling)",
+                "job: srun -> submitit 'Starting' (interpreter, imports)", "job: 'Starting' -> result (unpickle, trial)",
+                "job: result pickle -> tell (driver)")
+
+
+def slurm_job_times(workdir: Path) -> dict[str, float]:
+    """Mean seconds of each SLURM_PHASES step over the sweep's trials, read from each trial's job folder."""
+    import optuna
+
+    study = optuna.load_study(study_name="profile", storage=f"sqlite:///{workdir / 'study.db'}")
+    phases: list[tuple[float, ...]] = []
+    for trial in study.trials:
+        folder = Path(str(trial.user_attrs.get("job_folder", "")).replace("%j", str(trial.user_attrs.get("job_id"))))
+        stamps = _job_stamps(folder) if trial.datetime_complete and folder.is_dir() else None
+        if stamps:
+            marks = (trial.datetime_start.timestamp(), *stamps, trial.datetime_complete.timestamp())
+            phases.append(tuple(b - a for a, b in itertools.pairwise(marks)))
+    return {label: statistics.fmean(p[i] for p in phases) for i, label in enumerate(SLURM_PHASES)} if phases else {}
+
+
+def _job_stamps(folder: Path) -> tuple[float, float, float, float] | None:
+    """(pickle written, srun start, submitit's "Starting", result written). The srun start is the error log's
+    mtime: srun creates it, and a no-op trial writes nothing there."""
+    pickles, logs, results = (sorted(folder.glob(f"*{end}")) for end in ("_submitted.pkl", "_0_log.out", "_result.pkl"))
+    err_logs = sorted(folder.glob("*_0_log.err"))
+    if not (pickles and logs and results and err_logs):
+        return None
+    found = re.search(r"\((\S+ \S+)\) - Starting", logs[0].read_text())
+    if found is None:
+        return None
+    starting = dt.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return pickles[0].stat().st_mtime, err_logs[0].stat().st_mtime, starting, results[0].stat().st_mtime
+
+
 def report(wall: float, trials: int, worker: dict[str, float]) -> str:
     rows = [f"{'step':<58} {'calls/trial':>11} {'ms/trial':>9} {'total s':>8}", "-" * 90]
     for label, samples in sorted(TIMES.items(), key=lambda kv: -sum(kv[1])):
@@ -156,7 +194,10 @@ def main(argv: list[str] | None = None) -> str:
     _instrument(args.backend)
     wall = run_driver(args.backend, args.trials, args.parallel, workdir)
     payloads = sorted((workdir / "multirun" / ".submitted").glob("trial_*/payload.pkl"))
-    worker = time_worker(payloads[0], args.worker_runs) if args.backend == "local" and payloads else {}
+    if args.backend == "local":
+        worker = time_worker(payloads[0], args.worker_runs) if payloads else {}
+    else:
+        worker = slurm_job_times(workdir)
     text = report(wall, args.trials, worker)
     print(f"{args.trials} no-op trials, {args.parallel} in flight, {args.backend} launcher"
           f"{f'; kept {workdir}' if args.keep else ''}")

@@ -1,8 +1,9 @@
 """SLURM launcher on submitit: trials as SLURM jobs, the first ``n_jobs`` as ONE job array.
 
-The job callable is a ``submitit.helpers.Checkpointable``: on preemption or timeout submitit calls its
-``checkpoint`` and requeues the same payload; the trial config (pinned sweep dir, job num = trial number) gives
-the same run dir, where the train job finds ``checkpoints/last.pt`` and resumes.
+The job callable (``TrialJob``, in ``sweep.launch.slurm_job``) is a ``submitit.helpers.Checkpointable``: on
+preemption or timeout submitit calls its ``checkpoint`` and requeues the same payload; the trial config (pinned
+sweep dir, job num = trial number) gives the same run dir, where the train job finds ``checkpoints/last.pt`` and
+resumes.
 
 Each trial records its job id and submitit folder (``adoption``), so a driver started after this one was lost
 re-attaches to the job (``adopt_job``) instead of running the trial a second time; before ``sbatch`` it records
@@ -28,22 +29,17 @@ from typing import Any, Optional
 import submitit
 
 from sweep.launch.base import TrialHandle, TrialLauncher
+from sweep.launch.guard import static_folder
 from sweep.launch.kinds import LAUNCHERS, LauncherKind
 from sweep.launch.outcome import DISK_FULL, TrialOutcome, names_disk_full, outcome_from_exception
+from sweep.launch.slurm_job import TrialJob
 from sweep.launch.submit_retry import submit_with_retries
-from sweep.launch.trial import TrialPayload, execute_trial
+from sweep.launch.trial import TrialPayload
 from sweep.safety import UnsafeFolderError, check_folder_chain, read_private, secure_dir
 
 log = logging.getLogger(__name__)
 FAILED_STATES = ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
                  "DEADLINE", "INTERRUPTED")
-
-
-class TrialJob(submitit.helpers.Checkpointable):
-    """What runs on the node. ``checkpoint`` (inherited) resubmits ``self`` with the same payload."""
-
-    def __call__(self, payload: TrialPayload) -> TrialOutcome:
-        return execute_trial(payload)
 
 
 class SubmititHandle:
@@ -172,12 +168,6 @@ def adopt_intent(intent: Mapping[str, str], results_timeout_s: float = 5.0) -> O
 def _job_number(job_id: str) -> tuple[int, int]:
     head, _, index = job_id.partition("_")
     return int(head) if head.isdigit() else -1, int(index) if index.isdigit() else -1
-
-
-def static_folder(folder: str | Path) -> Path:
-    """The folder above the first ``%`` placeholder (``<sweep_dir>/.submitit`` for ``.../.submitit/%j``)."""
-    parts = Path(folder).parts
-    return Path(*parts[:next((i for i, p in enumerate(parts) if "%" in p), len(parts))])
 
 
 def _safe_state(job: submitit.Job) -> str:

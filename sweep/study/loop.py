@@ -52,7 +52,7 @@ from sweep.study.objectives import (
 from sweep.study.polling import PollBackoff
 from sweep.study.progress import progress_line
 from sweep.study.pruning import TrialContext, TrialReporter, trial_reporter
-from sweep.study.results import METRIC_PREFIX
+from sweep.study.results import METRIC_PREFIX, warm_export_imports
 from sweep.study.search_space import (
     SearchSpace,
     format_override_value,
@@ -158,6 +158,8 @@ class _Loop:
     # --------------------------------------------------------------- async (our launchers)
     def _run_async(self) -> None:
         self._fill(initial=not self.running)
+        if self.settings.export_results:  # its imports load while the first trials run, not after the last
+            warm_export_imports()
         wait = PollBackoff(self.settings.poll_interval_s)
         while self.running or (self.budget > 0 and not self.halted):
             self._check_superseded()
