@@ -134,4 +134,7 @@ def test_rerun_after_an_unsafe_submitit_folder_tells_the_finished_results(slurm_
     assert output.count("its lost job finished") == 2, output[-4000:]
     trials = _trials(storage)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
-    assert "submitted trials" not in output and len(_jobs_named(names)) in (0, 2)  # no job of the rerun
+    # No job of the rerun: every job under the lost driver's names is a task of its one array. (Counting them is
+    # not a test: sacct can list one task of a finished array before the other.)
+    assert "submitted trials" not in output
+    assert len({job.split("_")[0] for job in _jobs_named(names)}) <= 1, _jobs_named(names)
