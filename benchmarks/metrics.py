@@ -33,7 +33,8 @@ Chunks of 8192 or 16384 rows measured no faster. The two D x D eigenvalue proble
 LAPACK syevd through torch's MKL, the fastest here (scipy / numpy through OpenBLAS: 0.68 s each with the evd,
 evr or ev driver): 3.0-3.3x the GEMM at N = 4096, D = 2048, 0.21x at N = 65536. So the 3x target at
 N = 4096, D = 2048 is below the floor of the two eigenvalue problems alone (suite 4.6x, NOT MET), and at
-N = 65536, D = 2048 the suite sits on its floor of ~1.5x (1.51-1.56x measured).
+N = 65536, D = 2048 the suite sits on its floor of ~1.5x (1.51-1.56x measured on a loaded machine, 1.48x [1.45-1.48]
+on an idle one: MET there, with no margin).
 
 The two problems (un-centred Gram for RankMe and stable rank, centred covariance for the rest) differ by the
 rank-one n mu mu^T. Reflecting mu onto e1 (one Householder similarity, O(D^2)) and one tridiagonal reduction
@@ -43,10 +44,15 @@ that keeps e1 fixed would give both spectra (the two tridiagonals differ only in
 the matrix syevd(jobz = 'N') leaves behind does not hold the tridiagonal (dsterf of its diagonals is off by 3e-5
 relative; MKL apparently reduces through a band form); OpenBLAS' blocked dsytrd takes 0.62 s, as long as the two
 MKL solves together. Eigenvectors (for the secular equation of the rank-one update) cost ~3.7x an
-eigenvalue-only solve. A two-stage reduction (dense to band with GEMMs, then band to eigenvalues) would need the
-band step twice: LAPACK's banded solver (dsbev, eigenvalues only) alone takes 0.10 s (bandwidth 8) to 0.34 s
-(64) per spectrum at D = 2048. The row metrics (their 2048-row subsample; no target) measured 2.4 s at N = 4096
-and 3.9 s at N = 65536 (D = 2048): ~11x and ~1.1x the GEMM.
+eigenvalue-only solve. A two-stage reduction (dense to band with GEMMs, then band to tridiagonal) also keeps e1
+fixed, so one reduction would serve both spectra: LAPACK's ``dsytrd_sy2sb`` + ``dsytrd_sb2st`` exist only in
+numpy's vendored OpenBLAS (no public API; reached through ctypes for the measurement): 0.34 s dense to band
+(bandwidth 32) + 0.10 s band to tridiagonal + 2 x 0.046 s ``dsterf`` = 0.53 s for both spectra against the two
+MKL solves' 0.7-0.8 s, verified to 7e-16 -- about 3.5-3.9x at N = 4096, D = 2048, still above 3x, through a
+private ABI: not adopted. A dense-to-band step of our own on torch's MKL was not written: MKL's ``dgemm`` runs
+at OpenBLAS' rate here (0.27 s for one 2048^3 product in both), so it could not beat ``sy2sb`` by much. The row
+metrics (their 2048-row subsample; no target) measured 2.4 s at N = 4096 and 3.9 s at N = 65536 (D = 2048):
+~11x and ~1.1x the GEMM.
 """
 from __future__ import annotations
 
