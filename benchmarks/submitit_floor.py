@@ -6,7 +6,9 @@
 benchmarks/overhead.py runs it as a subprocess, as it runs our sweeper, so both walls include what a user pays
 to start either: the interpreter, importing optuna and submitit, opening the storage and creating the study.
 It keeps ``--parallel`` jobs in flight and starts a trial as soon as one ends; the trial does no work
-(``noop_trial``), so everything between Optuna's start and complete of a trial is orchestration.
+(``noop_trial``), so everything between Optuna's start and complete of a trial is orchestration. The storage is
+opened as the sweeper opens it (``sweep.study.storage.make_storage``: the same URLs, journal files included, and
+the same engine settings), so the two differ in orchestration only.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import optuna
 import submitit
+
+from sweep.study.storage import make_storage
 
 POLL_S = 0.05  # the loop's poll interval: what a hand-written loop would pick
 
@@ -54,12 +58,12 @@ def main() -> None:
     parser.add_argument("--backend", choices=("local", "slurm"), required=True)
     parser.add_argument("--trials", type=int, required=True)
     parser.add_argument("--parallel", type=int, required=True)
-    parser.add_argument("--storage", required=True, help="an Optuna storage URL")
+    parser.add_argument("--storage", required=True, help="a storage URL as hydra.sweeper.storage takes it")
     parser.add_argument("--study", required=True)
     parser.add_argument("--folder", type=Path, required=True, help="submitit's job folder")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=args.study, storage=args.storage)
+    study = optuna.create_study(study_name=args.study, storage=make_storage(args.storage))
     ask_tell_loop(study, make_executor(args.backend, args.folder, args.parallel), args.trials, args.parallel)
 
 

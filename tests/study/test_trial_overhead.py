@@ -313,10 +313,12 @@ def test_overhead_sizes_table_and_target_verdicts() -> None:
                                  "no start-up)")
 
 
-def test_overhead_floor_drivers_run_the_same_loop(tmp_path: Path) -> None:
-    """The floor as a user runs it (a subprocess) and the same loop in-process both finish every trial."""
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_overhead_floor_drivers_run_the_same_loop(tmp_path: Path, kind: str) -> None:
+    """The floor as a user runs it (a subprocess) and the same loop in-process both finish every trial, on the
+    storage URLs the sweeper takes."""
     overhead = _overhead_module()
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else f"journal://{tmp_path / 'journal.log'}"
     for run in (overhead.run_submitit_driver, overhead.run_loop_driver):
         workdir = tmp_path / run.__name__
         workdir.mkdir()
