@@ -142,11 +142,17 @@ SLURM_PHASES = ("job: ask -> pickle written (compose, sbatch)", "job: pickle -> 
 def slurm_job_times(workdir: Path) -> dict[str, float]:
     """Mean seconds of each SLURM_PHASES step over the sweep's trials, read from each trial's job folder."""
     import optuna
+    from submitit.core.utils import JobPaths
+
+    from sweep.study import attrs as schema
 
     study = optuna.load_study(study_name="profile", storage=f"sqlite:///{workdir / 'study.db'}")
     phases: list[tuple[float, ...]] = []
     for trial in study.trials:
-        folder = Path(str(trial.user_attrs.get("job_folder", "")).replace("%j", str(trial.user_attrs.get("job_id"))))
+        pattern, job_id = trial.user_attrs.get(schema.JOB_FOLDER), trial.user_attrs.get(schema.JOB_ID)
+        if not pattern or not job_id:
+            continue
+        folder = JobPaths(str(pattern), job_id=str(job_id)).folder  # submitit's own %j / %A_%a substitution
         stamps = _job_stamps(folder) if trial.datetime_complete and folder.is_dir() else None
         if stamps:
             marks = (trial.datetime_start.timestamp(), *stamps, trial.datetime_complete.timestamp())
